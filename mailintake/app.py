@@ -1,0 +1,108 @@
+"""The ASGI application: JSON API, health check and web pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import web
+from .api import Api
+from .db import database_reachable
+from .errors import MailintakeError
+from .services import Services
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'"),
+]
+
+
+class SecurityHeaders:
+    """Adds the security headers to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def health(services: Services) -> dict[str, Any]:
+    backlog = services.spool.backlog()
+    return {
+        "database": database_reachable(services.engine),
+        "spool_writable": services.spool.writable(),
+        "backlog": backlog,
+    }
+
+
+def create_app(services: Services) -> Starlette:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(web.TEMPLATE_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    templates = Jinja2Templates(env=environment)
+    api = Api(services.messages, services.blobs, services.tokens)
+
+    def healthz(request: Request) -> Response:
+        state = health(services)
+        ok = state["database"] and state["spool_writable"]
+        return JSONResponse(dict(state, status="ok" if ok else "degraded"), status_code=200 if ok else 503)
+
+    def index(request: Request) -> Response:
+        state = health(services)
+        try:
+            count = services.messages.count() if state["database"] else None
+        except SQLAlchemyError:
+            count = None
+        return templates.TemplateResponse(request, "index.html", {"health": state, "message_count": count})
+
+    async def mailintake_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MailintakeError)
+        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "database unavailable"}, status_code=503)
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        *api.routes(),
+        Mount("/static", app=StaticFiles(directory=str(web.STATIC_DIR)), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            MailintakeError: mailintake_error,
+            HTTPException: http_error,
+            SQLAlchemyError: database_error,
+        },
+    )
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,231 @@
+"""Command line: ``mailintake serve`` and the administration commands.
+
+Commands only parse options and call services; errors are mapped to
+messages and exit codes in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+from tqdm import tqdm
+
+from .config import Settings, load_settings
+from .errors import MailintakeError
+from .services import Services, build_services
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir and --config on every command."""
+
+    @click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Data folder (env MAILINTAKE_DATA_DIR; default ./var).",
+    )
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="TOML config file (env MAILINTAKE_CONFIG).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, data_dir: Optional[Path], config_file: Optional[Path], **kwargs: Any) -> Any:
+        overrides = {"data_dir": data_dir}
+        overrides.update(kwargs.pop("_overrides", {}))
+        settings = load_settings(config_file, overrides)
+        return func(settings, *args, **kwargs)
+
+    return wrapper
+
+
+def _services(settings: Settings) -> Services:
+    return build_services(settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mailintake")
+def cli() -> None:
+    """mailintake: mail intake for 収受 (receipt registration)."""
+
+
+# -- running -----------------------------------------------------------------
+
+
+def _run(settings: Settings, smtp: bool, web: bool) -> None:
+    from .server import configure_logging, run_service
+
+    configure_logging(settings)
+    asyncio.run(run_service(settings, smtp=smtp, web=web, on_ready=lambda text: click.echo(text, err=True)))
+
+
+def _port_options(smtp: bool, web: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        if web:
+            func = click.option("--http-host", help="Listen address for HTTP (default 127.0.0.1).")(func)
+            func = click.option("--http-port", type=int, help="HTTP port (default 8000).")(func)
+        if smtp:
+            func = click.option("--smtp-host", help="Listen address for SMTP (default 127.0.0.1).")(func)
+            func = click.option("--smtp-port", type=int, help="SMTP port (default 2525).")(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            names = ("smtp_host", "smtp_port", "http_host", "http_port")
+            kwargs["_overrides"] = {n: kwargs.pop(n) for n in names if n in kwargs}
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@cli.command()
+@_port_options(smtp=True, web=True)
+@common_options
+def serve(settings: Settings) -> None:
+    """Run the SMTP relay, the ingester and the web/API server."""
+    _run(settings, smtp=True, web=True)
+
+
+@cli.command()
+@_port_options(smtp=True, web=False)
+@common_options
+def smtp(settings: Settings) -> None:
+    """Run only the SMTP relay and its ingester."""
+    _run(settings, smtp=True, web=False)
+
+
+@cli.command()
+@_port_options(smtp=False, web=True)
+@common_options
+def web(settings: Settings) -> None:
+    """Run only the web/API server."""
+    _run(settings, smtp=False, web=True)
+
+
+# -- designated addresses -------------------------------------------------------
+
+
+@cli.group()
+def address() -> None:
+    """Designated receiving addresses (収受用アドレス)."""
+
+
+@address.command("add")
+@click.argument("address_text", metavar="ADDRESS")
+@click.option("--section", required=True, help="Section (担当課) that handles this address's mail.")
+@click.option("--label", default="", help="Free text shown beside the address.")
+@common_options
+def address_add(settings: Settings, address_text: str, section: str, label: str) -> None:
+    """Designate ADDRESS; the relay accepts mail for it at once."""
+    info = _services(settings).addresses.add(address_text, section, label)
+    click.echo(f"added {info.address} ({info.section})")
+
+
+@address.command("list")
+@common_options
+def address_list(settings: Settings) -> None:
+    """List designated addresses."""
+    infos = _services(settings).addresses.list()
+    if not infos:
+        click.echo("no designated addresses yet; add one with 'mailintake address add'")
+        return
+    for info in infos:
+        state = "enabled " if info.enabled else "disabled"
+        label = f"  {info.label}" if info.label else ""
+        click.echo(f"{info.address}\t{state}\t{info.section}\t{info.message_count} messages{label}")
+
+
+@address.command("disable")
+@click.argument("address_text", metavar="ADDRESS")
+@common_options
+def address_disable(settings: Settings, address_text: str) -> None:
+    """Stop accepting mail for ADDRESS (550 at RCPT); stored mail stays."""
+    info = _services(settings).addresses.set_enabled(address_text, False)
+    click.echo(f"disabled {info.address}")
+
+
+@address.command("enable")
+@click.argument("address_text", metavar="ADDRESS")
+@common_options
+def address_enable(settings: Settings, address_text: str) -> None:
+    """Accept mail for ADDRESS again."""
+    info = _services(settings).addresses.set_enabled(address_text, True)
+    click.echo(f"enabled {info.address}")
+
+
+# -- API tokens -------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the JSON API."""
+
+
+@token.command("create")
+@click.argument("name")
+@common_options
+def token_create(settings: Settings, name: str) -> None:
+    """Create a token; it is printed once, as the last word."""
+    value = _services(settings).tokens.create(name)
+    click.echo(f"token for {name}: {value}")
+
+
+@token.command("list")
+@common_options
+def token_list(settings: Settings) -> None:
+    """List token names."""
+    for name, revoked in _services(settings).tokens.list():
+        click.echo(f"{name}\t{'revoked' if revoked else 'active'}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@common_options
+def token_revoke(settings: Settings, name: str) -> None:
+    """Revoke a token at once."""
+    _services(settings).tokens.revoke(name)
+    click.echo(f"revoked {name}")
+
+
+# -- backlog import -------------------------------------------------------------
+
+
+@cli.command("import")
+@click.option("--address", "address_text", required=True, help="Designated address to file the mail under.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@common_options
+def import_command(settings: Settings, address_text: str, paths: tuple[Path, ...]) -> None:
+    """Import .eml files, mbox files and Maildir folders."""
+    from .importer import count_sources, import_messages
+
+    services = _services(settings)
+    total = count_sources(list(paths))
+    with tqdm(total=total, unit="mail", desc="import", file=sys.stderr) as bar:
+        result = import_messages(services, address_text, list(paths), progress=bar.update)
+    where = "stored" if result.ingested_now else "queued for the running service"
+    click.echo(
+        f"{result.found} found, {result.spooled} new ({where}), {result.already_stored} already stored"
+    )
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MailintakeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

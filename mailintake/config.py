@@ -1,0 +1,201 @@
+"""Settings: embedded defaults, overridden by a TOML file, then ``MAILINTAKE_*``
+environment variables, then command-line options.
+
+This is the only module that reads configuration. Everything else receives a
+:class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+ENV_PREFIX = "MAILINTAKE_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+# Declared as data so that the README reference can be checked against it.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "./var", "Folder for the database, spool and stored files."),
+    Setting(
+        "database_url",
+        "",
+        "SQLAlchemy URL; empty means SQLite at DATA_DIR/mailintake.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/dbname",
+    ),
+    Setting("spool_dir", "", "Spool folder for accepted raw mail; empty means DATA_DIR/spool."),
+    Setting("smtp_host", "127.0.0.1", "Address the SMTP relay listens on."),
+    Setting("smtp_port", 2525, "Port the SMTP relay listens on."),
+    Setting("smtp_hostname", "", "Name in the SMTP greeting; empty means this host's FQDN."),
+    Setting(
+        "relay_networks",
+        ["127.0.0.1", "::1"],
+        "Client networks allowed to deliver (the organisation's MTA). Others get 554.",
+    ),
+    Setting(
+        "max_message_size",
+        52_428_800,
+        "Largest accepted message in bytes (advertised with SIZE); keep it at least "
+        "the upstream MTA's limit.",
+    ),
+    Setting("max_connections", 50, "Concurrent SMTP connections; more get 421 and retry later."),
+    Setting("smtp_timeout", 300, "Seconds a client may stay silent before it is disconnected."),
+    Setting("http_host", "127.0.0.1", "Address the web/API server listens on."),
+    Setting("http_port", 8000, "Port the web/API server listens on."),
+    Setting("ingest_workers", 1, "Parser processes that ingest spooled mail."),
+    Setting("ingest_batch", 50, "Most spooled messages stored in one database transaction."),
+    Setting("ingest_retry_seconds", 2.0, "Pause before retrying when the database is unavailable."),
+    Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    spool_dir: Path
+    smtp_host: str
+    smtp_port: int
+    smtp_hostname: str
+    relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_message_size: int
+    max_connections: int
+    smtp_timeout: float
+    http_host: str
+    http_port: int
+    ingest_workers: int
+    ingest_batch: int
+    ingest_retry_seconds: float
+    log_level: str
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def address_snapshot(self) -> Path:
+        return self.data_dir / "addresses.json"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < environment < ``overrides`` (CLI options).
+
+    The TOML file is ``config_file``, else ``$MAILINTAKE_CONFIG``; a missing
+    file named explicitly is an error.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        raw.update(_read_toml(Path(path)))
+    for setting in SETTINGS:
+        value = environ.get(ENV_PREFIX + setting.name.upper())
+        if value is not None and value != "":
+            raw[setting.name] = _from_env(setting, value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = value
+    return _build(raw)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Settings may sit at the top level or under [mailintake].
+    table = data.get("mailintake", data)
+    unknown = sorted(set(table) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    return dict(table)
+
+
+def _from_env(setting: Setting, value: str) -> Any:
+    if isinstance(setting.default, list):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _build(raw: dict[str, Any]) -> Settings:
+    data_dir = Path(raw["data_dir"]).expanduser().resolve()
+    spool_dir = Path(raw["spool_dir"]).expanduser().resolve() if raw["spool_dir"] else data_dir / "spool"
+    database_url = raw["database_url"] or f"sqlite:///{data_dir / 'mailintake.db'}"
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        spool_dir=spool_dir,
+        smtp_host=str(raw["smtp_host"]),
+        smtp_port=_int(raw, "smtp_port", minimum=0),
+        smtp_hostname=str(raw["smtp_hostname"]),
+        relay_networks=_networks(raw["relay_networks"]),
+        max_message_size=_int(raw, "max_message_size", minimum=1024),
+        max_connections=_int(raw, "max_connections", minimum=1),
+        smtp_timeout=_float(raw, "smtp_timeout", minimum=1),
+        http_host=str(raw["http_host"]),
+        http_port=_int(raw, "http_port", minimum=0),
+        ingest_workers=_int(raw, "ingest_workers", minimum=1),
+        ingest_batch=_int(raw, "ingest_batch", minimum=1),
+        ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
+        log_level=str(raw["log_level"]).upper(),
+    )
+
+
+def _int(raw: dict[str, Any], name: str, minimum: int) -> int:
+    try:
+        value = int(raw[name])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw[name]!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(raw: dict[str, Any], name: str, minimum: float) -> float:
+    try:
+        value = float(raw[name])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {raw[name]!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _networks(
+    values: Any,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"relay_networks: {value!r} is not an address or network") from exc
+    return tuple(networks)

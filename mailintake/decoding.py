@@ -1,0 +1,242 @@
+"""Turning raw message bytes into decoded headers, bodies and attachments.
+
+The raw bytes stay the source of truth; what is produced here can be
+recomputed from them. Runs in a worker process (see ``ingest``), so a
+message that makes the parser misbehave costs a worker, not the service.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import email.utils
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message as EmailMessage
+from email.parser import BytesFeedParser
+from email import policy
+from pathlib import Path
+from typing import Optional
+
+from .blobs import BlobStore
+
+_FEED_CHUNK = 64 * 1024
+
+# Labels under which Shift_JIS text travels; Windows clients mean CP932.
+_CHARSET_ALIASES = {
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "ms_kanji": "cp932",
+    "windows-31j": "cp932",
+    "csshiftjis": "cp932",
+    "x-ms-cp932": "cp932",
+}
+
+
+@dataclass
+class ParsedAttachment:
+    position: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str = ""
+    disposition: str = "attachment"
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str = ""
+    from_name: str = ""
+    from_address: str = ""
+    to: list[dict[str, str]] = field(default_factory=list)
+    cc: list[dict[str, str]] = field(default_factory=list)
+    subject: str = ""
+    date: Optional[dt.datetime] = None
+    text_body: str = ""
+    html_body: Optional[str] = None
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    blob_dirs: set[Path] = field(default_factory=set)
+
+
+def parse_message_file(raw_path: Path, blob_root: Path) -> ParsedMessage:
+    """Parse a raw message file; attachment bytes go to the blob store."""
+    parser = BytesFeedParser(policy=policy.compat32)
+    with open(raw_path, "rb") as fh:
+        while chunk := fh.read(_FEED_CHUNK):
+            parser.feed(chunk)
+    msg = parser.close()
+    return _decode(msg, BlobStore(blob_root))
+
+
+def _decode(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
+    out = ParsedMessage()
+    out.problems.extend(_describe_defects(msg))
+    out.message_id = _header_text(msg, "Message-ID", out).strip()
+    out.subject = _header_text(msg, "Subject", out)
+    senders = _addresses(msg, "From", out)
+    if senders:
+        out.from_name, out.from_address = senders[0]["name"], senders[0]["address"]
+    out.to = _addresses(msg, "To", out)
+    out.cc = _addresses(msg, "Cc", out)
+    out.date = _date(msg, out)
+    _walk_parts(msg, blobs, out)
+    return out
+
+
+def _describe_defects(msg: EmailMessage) -> list[str]:
+    problems = []
+    for part in msg.walk():
+        for defect in getattr(part, "defects", []):
+            problems.append(f"MIME structure: {type(defect).__name__}")
+    # Keep the note readable when a broken mail has thousands of defects.
+    unique = sorted(set(problems))
+    return unique[:20]
+
+
+def decode_header_value(value: str, problems: Optional[list[str]] = None) -> str:
+    """Decode RFC 2047 encoded words and raw 8-bit header bytes."""
+    try:
+        parts = decode_header(value)
+    except Exception as exc:  # malformed encoded words: keep the text as is
+        if problems is not None:
+            problems.append(f"header decoding failed: {exc}")
+        return _from_surrogates(value)
+    pieces = []
+    for data, charset in parts:
+        if isinstance(data, str):
+            pieces.append(_from_surrogates(data))
+        else:
+            pieces.append(decode_bytes(data, charset, problems))
+    return "".join(pieces)
+
+
+def _from_surrogates(text: str) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogate escapes."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    raw = text.encode("ascii", "surrogateescape")
+    return decode_bytes(raw, None, None)
+
+
+def decode_bytes(data: bytes, charset: Optional[str], problems: Optional[list[str]]) -> str:
+    """Decode with the declared charset, then UTF-8, then CP932."""
+    candidates = []
+    if charset:
+        candidates.append(_codec_name(charset))
+    candidates += ["utf-8", "cp932"]
+    for name in candidates:
+        if name is None:
+            continue
+        try:
+            return data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    if problems is not None:
+        problems.append(f"undecodable bytes in charset {charset or 'unknown'}")
+    return data.decode(candidates[0] or "utf-8", errors="replace")
+
+
+def _codec_name(charset: str) -> Optional[str]:
+    label = charset.strip().strip('"').lower()
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def _header_text(msg: EmailMessage, name: str, out: ParsedMessage) -> str:
+    value = msg.get(name)
+    if value is None:
+        return ""
+    text = decode_header_value(str(value), out.problems)
+    return " ".join(text.split()) if name == "Subject" else text
+
+
+def _addresses(msg: EmailMessage, name: str, out: ParsedMessage) -> list[dict[str, str]]:
+    values = msg.get_all(name) or []
+    if not values:
+        return []
+    # Parse first, decode each display name after: decoding before parsing
+    # would let an encoded comma or quote change where addresses split.
+    try:
+        pairs = email.utils.getaddresses([str(v) for v in values], strict=True)
+    except TypeError:  # older Pythons without strict=
+        pairs = email.utils.getaddresses([str(v) for v in values])
+    result = []
+    for display, address in pairs:
+        if not display and not address:
+            continue
+        result.append(
+            {"name": decode_header_value(display, out.problems).strip(), "address": _from_surrogates(address)}
+        )
+    if not result:
+        out.problems.append(f"{name}: no address could be parsed")
+    return result
+
+
+def _date(msg: EmailMessage, out: ParsedMessage) -> Optional[dt.datetime]:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        out.problems.append(f"unparseable Date header: {str(value)[:80]}")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def _walk_parts(msg: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> None:
+    position = 0
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = _filename(part, out)
+        is_body_text = content_type in ("text/plain", "text/html") and disposition != "attachment" and not filename
+        if is_body_text:
+            text = _part_text(part, out)
+            if content_type == "text/plain":
+                out.text_body = text if not out.text_body else out.text_body + "\n" + text
+            elif out.html_body is None:
+                out.html_body = text
+            continue
+        payload = part.get_payload(decode=True)
+        if payload is None:
+            payload = b""
+        sha256, directory = blobs.put_bytes(payload)
+        out.blob_dirs.add(directory)
+        out.attachments.append(
+            ParsedAttachment(
+                position=position,
+                filename=filename,
+                content_type=content_type,
+                size=len(payload),
+                sha256=sha256,
+                content_id=str(part.get("Content-ID", "")).strip().strip("<>"),
+                disposition=disposition or "attachment",
+            )
+        )
+        position += 1
+
+
+def _filename(part: EmailMessage, out: ParsedMessage) -> str:
+    name = part.get_filename()
+    if not name:
+        return ""
+    return decode_header_value(str(name), out.problems)
+
+
+def _part_text(part: EmailMessage, out: ParsedMessage) -> str:
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        return ""
+    return decode_bytes(payload, part.get_content_charset(), out.problems)
