@@ -71,12 +71,15 @@ class Ingester:
 
     def acquire_lock(self) -> None:
         self.spool.ensure()
-        fd = os.open(self.spool.root / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        # In the data folder, not the spool: an open file would keep an
+        # operator from remounting a separate spool filesystem.
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.settings.data_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(fd)
-            raise IngestLockHeld(f"another process is ingesting {self.spool.root}") from exc
+            raise IngestLockHeld(f"another process is ingesting {self.settings.data_dir}") from exc
         self._lock_fd = fd
 
     def start(self) -> None:
@@ -122,6 +125,12 @@ class Ingester:
             except OSError as exc:
                 self.stats.last_error = f"storage error: {exc}"
                 log.error("ingestion paused, storage error: %s", exc)
+                self._stop.wait(self.settings.ingest_retry_seconds)
+                continue
+            except Exception as exc:
+                # Never let the ingester die: the mail stays in the spool.
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("ingestion failed; retrying")
                 self._stop.wait(self.settings.ingest_retry_seconds)
                 continue
             if done == 0:
@@ -225,14 +234,15 @@ class Ingester:
             for rcpt in spooled.envelope.rcpt_tos
         }
         address_ids = self._address_ids(session, {a for a, _ in wanted})
-        existing = set(
-            session.execute(
+        existing: set[tuple[int, str]] = set(
+            (address_id, sha)
+            for address_id, sha in session.execute(
                 select(Message.address_id, Message.raw_sha256).where(
                     tuple_(Message.address_id, Message.raw_sha256).in_(
                         [(address_ids[a], sha) for a, sha in wanted]
                     )
                 )
-            ).tuples()
+            )
         )
         stored = duplicates = 0
         for spooled, parsed in items:

@@ -37,15 +37,20 @@ async def run_service(
     smtp: bool = True,
     web: bool = True,
     on_ready: Optional[Callable[[str], None]] = None,
+    stop: Optional[asyncio.Event] = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM. The relay starts even when the database is
-    down: it needs only the spool and the address snapshot."""
+    """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given).
+
+    The relay starts even when the database is down: it needs only the
+    spool and the address snapshot.
+    """
     services = build_services(settings, create_tables=False)
     _create_schema_if_reachable(services)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
 
     ingester: Optional[Ingester] = None
     relay: Optional[SmtpRelay] = None

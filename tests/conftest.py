@@ -1,0 +1,309 @@
+"""Fixtures that start real components on loopback: the service (in a thread
+or as a process), SMTP clients, SQLite and the local PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import httpx
+import pytest
+import sqlalchemy
+
+from mailintake.config import Settings, load_settings
+from mailintake.server import run_service
+from mailintake.services import Services, build_services
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("MAILINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a real component is missing; under CI=true, fail."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required component missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll until ``predicate()`` is truthy; returns its value or fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+# -- databases ---------------------------------------------------------------------
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = sqlalchemy.create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return True
+    except sqlalchemy.exc.OperationalError:
+        return False
+
+
+def _start_postgres() -> None:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    for version in versions:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            capture_output=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    if not _postgres_available():
+        _start_postgres()
+    require(_postgres_available(), f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    return PG_ADMIN_URL
+
+
+@contextmanager
+def fresh_schema(admin_url: str) -> Iterator[str]:
+    """A URL whose connections use a new, empty schema of database ``test``."""
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test runs twice: on a new SQLite file and on a fresh schema in
+    the PostgreSQL database ``test``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    with fresh_schema(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """For scenarios that only exist with a database server."""
+    with fresh_schema(postgres_admin_url) as url:
+        yield url
+
+
+# -- settings and services -----------------------------------------------------------
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "smtp_port": free_port(),
+            "http_port": free_port(),
+            "ingest_retry_seconds": 0.2,
+        }
+        values.update(overrides)
+        return load_settings(overrides=values, environ={})
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings)
+    yield built
+    built.close()
+
+
+class ServiceThread:
+    """The whole service (relay, ingester, web/API) in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._ready = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        async def runner() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await run_service(
+                self.settings,
+                stop=self._stop,
+                on_ready=lambda text: self._ready.set() if text.startswith("data in") else None,
+            )
+
+        try:
+            asyncio.run(runner())
+        except BaseException as exc:  # surfaced by start()/stop()
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> "ServiceThread":
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def smtp_port(self) -> int:
+        return self.settings.smtp_port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+
+@pytest.fixture
+def start_service() -> Iterator[Callable[[Settings], ServiceThread]]:
+    started: list[ServiceThread] = []
+
+    def factory(settings: Settings) -> ServiceThread:
+        service = ServiceThread(settings).start()
+        started.append(service)
+        return service
+
+    yield factory
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def designated(services: Services) -> str:
+    """One designated address for 総務課."""
+    return services.addresses.add("soumu@city.example.jp", "総務課").address
+
+
+@pytest.fixture
+def service(settings: Settings, services: Services, designated: str, start_service: Any) -> ServiceThread:
+    return start_service(settings)
+
+
+@pytest.fixture
+def token(services: Services) -> str:
+    return services.tokens.create(f"test-{secrets.token_hex(3)}")
+
+
+@pytest.fixture
+def api(service: ServiceThread, token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+class ServiceProcess:
+    """``mailintake serve`` as a real process, for crash tests."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> "ServiceProcess":
+        env = dict(os.environ, MAILINTAKE_DATABASE_URL=self.settings.database_url, MAILINTAKE_LOG_LEVEL="WARNING")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "mailintake", "serve",
+                    "--data-dir", str(self.settings.data_dir),
+                    "--smtp-port", str(self.settings.smtp_port),
+                    "--http-port", str(self.settings.http_port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        wait_for(lambda: _port_open(self.settings.http_port) or self.proc.poll() is not None, 30)
+        assert self.proc.poll() is None, self.log_path.read_text(errors="replace")
+        wait_for(lambda: _port_open(self.settings.smtp_port), 10)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def service_process(tmp_path: Path) -> Iterator[Callable[[Settings], ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def factory(settings: Settings) -> ServiceProcess:
+        proc = ServiceProcess(settings, tmp_path / "service.log").start()
+        started.append(proc)
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def mount_available() -> bool:
+    target = Path(f"/tmp/mailintake-mount-probe-{os.getpid()}")
+    target.mkdir(exist_ok=True)
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["umount", str(target)], check=True)
+    shutil.rmtree(target, ignore_errors=True)
+    return ok
