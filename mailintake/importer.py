@@ -37,11 +37,15 @@ class ImportResult:
     ingested_now: bool = False
 
 
+def _check_maildir(path: Path) -> None:
+    if not all((path / sub).is_dir() for sub in ("cur", "new")):
+        raise BadRequest(f"{path} is a folder but not a Maildir (no cur/ and new/)")
+
+
 def iter_sources(paths: list[Path]) -> Iterator[bytes]:
     for path in paths:
         if path.is_dir():
-            if not all((path / sub).is_dir() for sub in ("cur", "new")):
-                raise BadRequest(f"{path} is a folder but not a Maildir (no cur/ and new/)")
+            _check_maildir(path)
             box = mailbox.Maildir(path, factory=None, create=False)
             for key in sorted(box.keys()):
                 yield box.get_bytes(key)
@@ -62,6 +66,7 @@ def count_sources(paths: list[Path]) -> int:
     total = 0
     for path in paths:
         if path.is_dir():
+            _check_maildir(path)
             total += len(mailbox.Maildir(path, factory=None, create=False))
         elif path.is_file():
             with open(path, "rb") as fh:

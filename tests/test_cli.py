@@ -1,0 +1,146 @@
+"""The command line: addresses, tokens, backlog import, errors."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailintake.config import Settings
+from mailintake.models import Message
+from mailintake.services import build_services
+
+from .mails import make_message
+
+
+def run_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailintake", *args, "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _stored(settings: Settings) -> list[Message]:
+    services = build_services(settings)
+    try:
+        with Session(services.engine) as session:
+            return list(session.scalars(select(Message).order_by(Message.received_at)))
+    finally:
+        services.close()
+
+
+class TestAddressCommands:
+    def test_add_list_disable_enable(self, settings: Settings) -> None:
+        assert "added soumu@city.example.jp (総務課)" in run_cli(
+            settings, "address", "add", "Soumu@City.Example.JP", "--section", "総務課", "--label", "総務課代表"
+        ).stdout
+        listing = run_cli(settings, "address", "list").stdout
+        assert "soumu@city.example.jp\tenabled \t総務課\t0 messages  総務課代表" in listing
+        run_cli(settings, "address", "disable", "soumu@city.example.jp")
+        assert "disabled" in run_cli(settings, "address", "list").stdout
+        run_cli(settings, "address", "enable", "SOUMU@city.example.jp")
+        assert "enabled " in run_cli(settings, "address", "list").stdout
+
+    def test_errors_are_clear_messages_with_a_nonzero_exit(self, settings: Settings) -> None:
+        result = run_cli(settings, "address", "add", "not-an-address", "--section", "総務課", check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == "error: not a mail address: 'not-an-address'"
+        assert "Traceback" not in result.stderr
+        result = run_cli(settings, "address", "disable", "nobody@city.example.jp", check=False)
+        assert result.returncode == 1 and "no such designated address" in result.stderr
+        run_cli(settings, "address", "add", "a@city.example.jp", "--section", "総務課")
+        result = run_cli(settings, "address", "add", "A@city.example.jp", "--section", "総務課", check=False)
+        assert "already designated" in result.stderr
+
+    def test_a_bad_config_file_is_reported(self, settings: Settings, tmp_path: Path) -> None:
+        config = tmp_path / "bad.toml"
+        config.write_text('smtp_prot = 25\n')
+        result = run_cli(settings, "address", "list", "--config", str(config), check=False)
+        assert result.returncode == 2
+        assert "unknown setting(s)" in result.stderr and "smtp_prot" in result.stderr
+
+
+class TestTokenCommands:
+    def test_the_created_token_is_the_last_word_and_works(
+        self, settings: Settings, services, designated: str, start_service
+    ) -> None:
+        token = run_cli(settings, "token", "create", "文書管理システム").stdout.split()[-1]
+        service = start_service(settings)
+        response = httpx.get(f"{service.base_url}/api/v1/messages", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        run_cli(settings, "token", "revoke", "文書管理システム")
+        response = httpx.get(f"{service.base_url}/api/v1/messages", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+
+
+class TestImport:
+    @pytest.fixture
+    def backlog(self, tmp_path: Path) -> dict[str, Path]:
+        eml = tmp_path / "single.eml"
+        eml.write_bytes(make_message(subject="単独のメール").replace(b"\r\n", b"\n"))
+        mbox_path = tmp_path / "archive.mbox"
+        box = mailbox.mbox(mbox_path)
+        for i in range(3):
+            box.add(make_message(subject=f"mbox のメール {i}"))
+        box.flush()
+        box.close()
+        maildir_path = tmp_path / "Maildir"
+        md = mailbox.Maildir(maildir_path)
+        for i in range(2):
+            md.add(make_message(subject=f"Maildir のメール {i}"))
+        return {"eml": eml, "mbox": mbox_path, "maildir": maildir_path}
+
+    def test_eml_mbox_and_maildir_are_imported_once(
+        self, settings: Settings, services, designated: str, backlog: dict[str, Path]
+    ) -> None:
+        paths = [str(p) for p in backlog.values()]
+        first = run_cli(settings, "import", "--address", designated, *paths)
+        assert first.stdout.strip() == "6 found, 6 new (stored), 0 already stored"
+        subjects = sorted(m.subject for m in _stored(settings))
+        assert subjects == sorted(
+            ["単独のメール"] + [f"mbox のメール {i}" for i in range(3)] + [f"Maildir のメール {i}" for i in range(2)]
+        )
+        second = run_cli(settings, "import", "--address", designated, *paths)
+        assert second.stdout.strip() == "6 found, 0 new (stored), 6 already stored"
+        assert len(_stored(settings)) == 6
+
+    def test_imported_mail_keeps_its_original_arrival_time(
+        self, settings: Settings, services, designated: str, tmp_path: Path
+    ) -> None:
+        eml = tmp_path / "old.eml"
+        eml.write_bytes(
+            b"Received: from mx.example.jp by mail.city.example.jp; Tue, 1 Apr 2025 09:15:00 +0900\n"
+            b"Date: Mon, 31 Mar 2025 18:00:00 +0900\nSubject: old\n\nbody\n"
+        )
+        run_cli(settings, "import", "--address", designated, str(eml))
+        (message,) = _stored(settings)
+        assert message.received_at.isoformat() == "2025-04-01T00:15:00+00:00"
+        assert message.client_address == "import"
+
+    def test_import_to_an_unknown_address_is_refused(self, settings: Settings, backlog: dict[str, Path]) -> None:
+        result = run_cli(settings, "import", "--address", "nobody@city.example.jp", str(backlog["eml"]), check=False)
+        assert result.returncode == 1
+        assert "no such designated address" in result.stderr
+
+    def test_a_folder_that_is_not_a_maildir_is_refused(
+        self, settings: Settings, services, designated: str, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "plain"
+        folder.mkdir()
+        result = run_cli(settings, "import", "--address", designated, str(folder), check=False)
+        assert result.returncode == 1
+        assert "not a Maildir" in result.stderr
