@@ -1,21 +1,38 @@
 """Content-addressed file store for original messages and attachments.
 
 A blob lives at ``<root>/<first two hex digits>/<sha256>``; no name from a
-mail ever takes part in a path. Writes are fsynced; the directories touched
-are returned so the caller can fsync them once per batch before it commits
-the database rows that refer to them.
+mail ever takes part in a path. Writes are not fsynced one by one: whoever
+stores a batch calls :meth:`BlobStore.flush` once before committing the
+database rows that refer to the blobs (group commit).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import secrets
-import shutil
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable
 
-from .fsync import fsync_dir
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def flush_filesystem(path: Path) -> None:
+    """Make every write on ``path``'s filesystem durable: one ``syncfs``
+    (Linux) covers a whole batch of files and renames; ``sync`` elsewhere."""
+    if _syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno), str(path))
+    finally:
+        os.close(fd)
 
 
 class BlobStore:
@@ -30,53 +47,29 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()
 
-    def put_bytes(self, data: bytes) -> tuple[str, Path]:
-        """Store ``data``; returns its sha256 and the directory written to."""
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data``; returns its sha256."""
         sha256 = hashlib.sha256(data).hexdigest()
-        final = self.path_for(sha256)
-        if not final.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.parent / f".{sha256}.{secrets.token_hex(4)}.tmp"
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        return sha256, final.parent
+        self._put(sha256, lambda fh: fh.write(data))
+        return sha256
 
-    def put_file(self, source: Path, sha256: str) -> Path:
-        """Store a file whose hash is already known and verified.
+    def put_chunks(self, sha256: str, chunks: Iterable[bytes]) -> None:
+        """Store bytes whose hash the caller has verified."""
+        self._put(sha256, lambda fh: fh.writelines(chunks))
 
-        A hard link when the spool shares the filesystem (the spool file was
-        fsynced already), else a copy.
-        """
+    def _put(self, sha256: str, write: "callable[[BinaryIO], object]") -> None:  # type: ignore[valid-type]
         final = self.path_for(sha256)
         if final.exists():
-            return final.parent
+            return
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{sha256}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.link(source, tmp)
-        except OSError:
-            with open(source, "rb") as src, open(tmp, "xb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
+        with open(tmp, "xb") as fh:
+            write(fh)
         os.replace(tmp, final)
-        return final.parent
+
+    def flush(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        flush_filesystem(self.root)
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path_for(sha256), "rb")
-
-    def read(self, sha256: str) -> bytes:
-        return self.path_for(sha256).read_bytes()
-
-    def iter_chunks(self, sha256: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        with self.open(sha256) as fh:
-            while chunk := fh.read(chunk_size):
-                yield chunk
-
-    def sync_dirs(self, dirs: set[Path]) -> None:
-        # The root too: a blob may have created its two-digit folder.
-        for directory in sorted(dirs | {self.root}):
-            fsync_dir(directory)

@@ -16,9 +16,10 @@ from email.message import Message as EmailMessage
 from email.parser import BytesFeedParser
 from email import policy
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .blobs import BlobStore
+from .spool import read_exactly
 
 _FEED_CHUNK = 64 * 1024
 
@@ -59,17 +60,30 @@ class ParsedMessage:
     html_body: Optional[str] = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    blob_dirs: set[Path] = field(default_factory=set)
 
 
-def parse_message_file(raw_path: Path, blob_root: Path) -> ParsedMessage:
-    """Parse a raw message file; attachment bytes go to the blob store."""
+def parse_spooled_message(path: Path, size: int, sha256: str, blob_root: Path) -> ParsedMessage:
+    """Parse the message held in the first ``size`` bytes of ``path``.
+
+    In the same pass the original bytes go to the blob store as ``sha256``;
+    attachment bytes go there too. Nothing is fsynced here: the ingester
+    flushes the blob store once per batch.
+    """
+    blobs = BlobStore(blob_root)
     parser = BytesFeedParser(policy=policy.compat32)
-    with open(raw_path, "rb") as fh:
-        while chunk := fh.read(_FEED_CHUNK):
-            parser.feed(chunk)
-    msg = parser.close()
-    return _decode(msg, BlobStore(blob_root))
+    with open(path, "rb") as fh:
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in read_exactly(fh, size, _FEED_CHUNK):
+                parser.feed(chunk)
+                yield chunk
+
+        if blobs.exists(sha256):
+            for _ in chunks():
+                pass
+        else:
+            blobs.put_chunks(sha256, chunks())
+    return _decode(parser.close(), blobs)
 
 
 def _decode(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
@@ -212,8 +226,7 @@ def _walk_parts(msg: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> None
         payload = part.get_payload(decode=True)
         if payload is None:
             payload = b""
-        sha256, directory = blobs.put_bytes(payload)
-        out.blob_dirs.add(directory)
+        sha256 = blobs.put_bytes(payload)
         out.attachments.append(
             ParsedAttachment(
                 position=position,

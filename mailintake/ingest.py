@@ -19,10 +19,9 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -30,13 +29,21 @@ from .addresses import normalize_address
 from .blobs import BlobStore
 from .config import Settings
 from .db import create_schema
-from .decoding import ParsedMessage, parse_message_file
+from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
 from .models import Address, Attachment, Message, utcnow
-from .spool import Spool, SpoolCorrupt, SpooledMessage
+from .spool import Spool, SpoolCorrupt, SpooledMessage, read_exactly
 
 log = logging.getLogger(__name__)
 
 PARSE_TIMEOUT_SECONDS = 120
+# Worker processes are replaced after this many parses (memory hygiene);
+# done between batches by the ingester, not with max_tasks_per_child, which
+# can deadlock the pool on Python 3.11.
+PARSES_PER_POOL = 5000
+
+
+class _Stopping(Exception):
+    """The service is shutting down; leave the batch in the spool."""
 
 
 class IngestLockHeld(Exception):
@@ -66,6 +73,7 @@ class Ingester:
         self._parsed: dict[str, ParsedMessage] = {}
         self._lock_fd: Optional[int] = None
         self._schema_ready = False
+        self._parses = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -93,14 +101,14 @@ class Ingester:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        # Interrupt a parse in progress; its batch stays in the spool.
+        self._reset_pool()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._close_pool()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -113,10 +121,14 @@ class Ingester:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                if self._parses >= PARSES_PER_POOL:
+                    self._close_pool()
                 if not self._schema_ready:
                     create_schema(self.engine)
                     self._schema_ready = True
                 done = self.ingest_pending()
+            except _Stopping:
+                return
             except SQLAlchemyError as exc:
                 self.stats.last_error = f"database unavailable: {type(exc).__name__}"
                 log.warning("ingestion paused, database unavailable: %s", exc.__class__.__name__)
@@ -158,11 +170,13 @@ class Ingester:
         items = self._load_and_parse(spool_ids)
         if not items:
             return 0
-        dirs: set[Path] = set()
-        for spooled, parsed in items:
-            dirs.add(self.blobs.put_file(spooled.raw_path, spooled.sha256))
-            dirs |= parsed.blob_dirs
-        self.blobs.sync_dirs(dirs)
+        for spooled, _ in items:
+            if not self.blobs.exists(spooled.sha256):  # the parser died before writing it
+                with open(spooled.path, "rb") as fh:
+                    self.blobs.put_chunks(spooled.sha256, read_exactly(fh, spooled.size))
+        # One flush makes every blob of the batch durable before the rows
+        # that refer to them commit.
+        self.blobs.flush()
         with Session(self.engine) as session, session.begin():
             stored, duplicates = self._store(session, items)
         for spooled, _ in items:
@@ -190,35 +204,67 @@ class Ingester:
         return [(s, self._parsed[s.spool_id]) for s in loaded]
 
     def _parse_all(self, items: list[SpooledMessage]) -> list[ParsedMessage]:
-        if not items:
-            return []
-        pool = self._get_pool()
-        futures = [pool.submit(parse_message_file, s.raw_path, self.blobs.root) for s in items]
-        results = []
-        for spooled, future in zip(items, futures):
-            try:
-                results.append(future.result(timeout=PARSE_TIMEOUT_SECONDS))
-            except concurrent.futures.TimeoutError:
-                log.error("parser timed out on %s", spooled.spool_id)
-                self._reset_pool()
-                results.append(_unparsed(f"解析が{PARSE_TIMEOUT_SECONDS}秒以内に終わりませんでした"))
-            except BrokenProcessPool:
-                log.error("parser process died on %s", spooled.spool_id)
-                self._reset_pool()
-                results.append(_unparsed("解析中にパーサーが異常終了しました"))
-            except Exception as exc:  # the parser's own failure on odd input
-                log.exception("parser failed on %s", spooled.spool_id)
-                results.append(_unparsed(f"解析できませんでした: {type(exc).__name__}: {exc}"))
+        results: list[ParsedMessage] = []
+        remaining = list(items)
+        while remaining:
+            pool = self._get_pool()
+            futures = [pool.submit(parse_spooled_message, s.path, s.size, s.sha256, self.blobs.root) for s in remaining]
+            self._parses += len(futures)
+            for index, (spooled, future) in enumerate(zip(remaining, futures)):
+                parsed = self._parse_result(spooled, future)
+                if parsed is None:
+                    # The pool was lost: this item was retried alone and the
+                    # rest go to a fresh pool.
+                    results.append(self._parse_alone(spooled))
+                    remaining = remaining[index + 1 :]
+                    break
+                results.append(parsed)
+            else:
+                remaining = []
         return results
+
+    def _parse_result(
+        self, spooled: SpooledMessage, future: concurrent.futures.Future[ParsedMessage]
+    ) -> Optional[ParsedMessage]:
+        """The parse; a problem note when the parser raised; ``None`` when the
+        worker pool was lost (timeout or a dead worker)."""
+        try:
+            return future.result(timeout=PARSE_TIMEOUT_SECONDS)
+        except (concurrent.futures.TimeoutError, BrokenProcessPool, concurrent.futures.CancelledError):
+            if self._stop.is_set():
+                raise _Stopping() from None
+            self._reset_pool()
+            return None
+        except Exception as exc:  # the parser's own failure on odd input
+            log.exception("parser failed on %s", spooled.spool_id)
+            return _unparsed(f"解析できませんでした: {type(exc).__name__}: {exc}")
+
+    def _parse_alone(self, spooled: SpooledMessage) -> ParsedMessage:
+        """Retry one message in a fresh pool, so that a worker lost to another
+        message of the batch is not blamed on this one. A mail the parser
+        cannot handle is still stored, with its raw source and a note."""
+        future = self._get_pool().submit(
+            parse_spooled_message, spooled.path, spooled.size, spooled.sha256, self.blobs.root
+        )
+        parsed = self._parse_result(spooled, future)
+        if parsed is not None:
+            return parsed
+        log.error("parser failed (timeout or crash) on %s", spooled.spool_id)
+        return _unparsed(f"解析できませんでした（{PARSE_TIMEOUT_SECONDS}秒以内に終わらないか、パーサーが異常終了しました）")
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.settings.ingest_workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=1000,
             )
+            self._parses = 0
         return self._pool
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _reset_pool(self) -> None:
         pool, self._pool = self._pool, None
@@ -245,6 +291,8 @@ class Ingester:
             )
         )
         stored = duplicates = 0
+        rows: list[dict[str, object]] = []
+        row_attachments: list[ParsedMessage] = []
         for spooled, parsed in items:
             for rcpt in sorted({normalize_address(r) for r in spooled.envelope.rcpt_tos}):
                 key = (address_ids[rcpt], spooled.sha256)
@@ -252,8 +300,22 @@ class Ingester:
                     duplicates += 1
                     continue
                 existing.add(key)
-                session.add(_message_row(spooled, parsed, key[0], rcpt))
+                rows.append(_message_values(spooled, parsed, key[0], rcpt))
+                row_attachments.append(parsed)
                 stored += 1
+        if rows:
+            # Core bulk inserts: far less CPU (and GIL time taken from the
+            # SMTP event loop) than building ORM objects.
+            ids = session.scalars(
+                insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+            ).all()
+            attachment_rows = [
+                _attachment_values(message_id, attachment)
+                for message_id, parsed in zip(ids, row_attachments)
+                for attachment in parsed.attachments
+            ]
+            if attachment_rows:
+                session.execute(insert(Attachment), attachment_rows)
         return stored, duplicates
 
     def _address_ids(self, session: Session, addresses: set[str]) -> dict[str, int]:
@@ -274,47 +336,39 @@ def _unparsed(note: str) -> ParsedMessage:
     return ParsedMessage(problems=[note])
 
 
-def _message_row(spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str) -> Message:
+def _message_values(spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str) -> dict[str, object]:
     env = spooled.envelope
-    return Message(
-        address_id=address_id,
-        mail_from=env.mail_from,
-        rcpt_to=rcpt,
-        client_address=env.client_address,
-        received_at=env.received_at,
-        spool_id=spooled.spool_id,
-        raw_sha256=spooled.sha256,
-        raw_size=spooled.size,
-        message_id=parsed.message_id,
-        from_name=parsed.from_name,
-        from_address=parsed.from_address,
-        to=parsed.to,
-        cc=parsed.cc,
-        subject=parsed.subject,
-        date=parsed.date,
-        text_body=parsed.text_body,
-        html_body=parsed.html_body,
-        problems=parsed.problems,
-        attachments=[
-            Attachment(
-                position=a.position,
-                filename=a.filename,
-                content_type=a.content_type,
-                size=a.size,
-                sha256=a.sha256,
-                content_id=a.content_id,
-                disposition=a.disposition,
-            )
-            for a in parsed.attachments
-        ],
-    )
+    return {
+        "address_id": address_id,
+        "mail_from": env.mail_from,
+        "rcpt_to": rcpt,
+        "client_address": env.client_address,
+        "received_at": env.received_at,
+        "spool_id": spooled.spool_id,
+        "raw_sha256": spooled.sha256,
+        "raw_size": spooled.size,
+        "message_id": parsed.message_id,
+        "from_name": parsed.from_name,
+        "from_address": parsed.from_address,
+        "to": parsed.to,
+        "cc": parsed.cc,
+        "subject": parsed.subject,
+        "date": parsed.date,
+        "text_body": parsed.text_body,
+        "html_body": parsed.html_body,
+        "problems": parsed.problems,
+        "status": "new",
+    }
 
 
-def wait_until_idle(ingester: Ingester, timeout: float) -> bool:
-    """For tools and tests: wait until the spool backlog is empty."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ingester.spool.backlog() == 0:
-            return True
-        time.sleep(0.05)
-    return False
+def _attachment_values(message_id: int, attachment: ParsedAttachment) -> dict[str, object]:
+    return {
+        "message_id": message_id,
+        "position": attachment.position,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        "content_id": attachment.content_id,
+        "disposition": attachment.disposition,
+    }

@@ -169,6 +169,7 @@ class IntakeSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         try:
+            self._spool.check_writable()
             writer = self._spool.open()
         except SpoolError as exc:
             log.error("spool unavailable: %s", exc)

@@ -1,17 +1,20 @@
 """The durable spool: raw mail is on disk before the SMTP relay answers 250.
 
-Layout under the spool folder::
+One file per message, ``new/<id>.msg``::
 
-    tmp/<id>.eml         being received; never read by anyone else
-    new/<id>.eml         received and fsynced
-    new/<id>.json        envelope, size and sha256 of the .eml; written last,
-                         so its presence is the commit record
-    corrupt/<id>.*       entries that failed verification, kept for inspection
+    <the message bytes exactly as received, after dot-unstuffing>
+    <record: JSON with the envelope, size and sha256 of the bytes>\\n
+    MAILINTAKE-SPOOL <record length, 10 digits>\\n
 
-A crash mid-write leaves only ``tmp/`` files or a ``new/*.eml`` without its
-``.json``; neither was acknowledged, and :meth:`Spool.recover` removes them.
-A ``.json`` whose ``.eml`` does not match its recorded size and hash is moved
-to ``corrupt/`` and never presented as a message.
+A file is written under ``tmp/``, fsynced, renamed into ``new/`` and the
+directory fsynced before the relay answers 250. A crash mid-write leaves only
+a ``tmp/`` file, which was never acknowledged and is removed at start-up. A
+file in ``new/`` whose footer, record, size or hash does not check out is
+moved to ``corrupt/`` and never presented as a message.
+
+Small messages are buffered in memory and written in one go from a worker
+thread; larger ones spill to their ``tmp/`` file as they arrive, so memory use
+per connection stays bounded.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator, Optional
 
 from .errors import SpoolError
 from .fsync import DirSyncer, storage_error
 
 log = logging.getLogger(__name__)
 
-_WRITE_BUFFER = 256 * 1024
+SPILL_BYTES = 256 * 1024
+_FOOTER_PREFIX = b"MAILINTAKE-SPOOL "
+_FOOTER_LEN = len(_FOOTER_PREFIX) + 10 + 1
+_SUFFIX = ".msg"
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,11 @@ class Envelope:
 
 @dataclass(frozen=True)
 class SpooledMessage:
+    """A committed spool entry; the message is the first ``size`` bytes of ``path``."""
+
     spool_id: str
     envelope: Envelope
-    raw_path: Path
+    path: Path
     size: int
     sha256: str
 
@@ -77,42 +85,61 @@ class SpoolCorrupt(Exception):
 
 
 class SpoolWriter:
-    """Receives one message's bytes into ``tmp/``; hashes as it goes."""
+    """Receives one message; hashes as it goes."""
 
-    def __init__(self, spool_id: str, path: Path, fh: BinaryIO) -> None:
+    def __init__(self, spool: "Spool", spool_id: str) -> None:
+        self._spool = spool
         self.spool_id = spool_id
-        self.path = path
-        self._fh = fh
+        self.path = spool.tmp / f"{spool_id}{_SUFFIX}"
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._fh: Optional[BinaryIO] = None
         self._hash = hashlib.sha256()
         self.size = 0
-        self.closed = False
+        self.finished = False
 
     def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        if self._fh is None:
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if self._buffered > SPILL_BYTES:
+                self._spill()
+            return
         try:
             self._fh.write(data)
         except OSError as exc:
             raise storage_error(exc, "writing spool file") from exc
-        self._hash.update(data)
-        self.size += len(data)
+
+    def _spill(self) -> None:
+        self._fh = self._spool._create(self.path)
+        try:
+            self._fh.writelines(self._buffer)
+        except OSError as exc:
+            raise storage_error(exc, "writing spool file") from exc
+        self._buffer, self._buffered = [], 0
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
     def abort(self) -> None:
-        """Discard the partial file; safe to call more than once."""
-        if not self.closed:
-            self.closed = True
+        """Discard what was received; safe to call more than once."""
+        self._buffer, self._buffered = [], 0
+        if self._fh is not None:
             try:
                 self._fh.close()
             except OSError:
                 pass
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not remove partial spool file %s: %s", self.path, exc)
+            self._fh = None
+        if not self.finished:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove partial spool file %s: %s", self.path, exc)
 
 
 class Spool:
@@ -129,51 +156,55 @@ class Spool:
 
     # -- receiving ---------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """Cheap pre-check before DATA (no file is created)."""
+        if not os.access(self.tmp, os.W_OK):
+            raise SpoolError("spool folder is not writable")
+
     def open(self) -> SpoolWriter:
-        spool_id = f"{time.time_ns():020d}-{secrets.token_hex(6)}"
-        path = self.tmp / f"{spool_id}.eml"
+        return SpoolWriter(self, f"{time.time_ns():020d}-{secrets.token_hex(6)}")
+
+    def _create(self, path: Path) -> BinaryIO:
         try:
-            fh = open(path, "xb", buffering=_WRITE_BUFFER)
+            return open(path, "xb", buffering=SPILL_BYTES)
         except OSError as exc:
-            raise storage_error(exc, "opening spool file") from exc
-        return SpoolWriter(spool_id, path, fh)
+            raise storage_error(exc, "creating spool file") from exc
 
     def commit(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
         """Make the message durable. Blocking: call it from a thread.
 
         Only after this returns may the relay answer 250.
         """
+        record = dict(envelope.to_json(), size=writer.size, sha256=writer.sha256)
+        trailer = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        footer = _FOOTER_PREFIX + b"%010d\n" % len(trailer)
+        final = self.new / writer.path.name
         try:
-            writer._fh.flush()
-            os.fsync(writer._fh.fileno())
-            writer._fh.close()
-            writer.closed = True
-            record = dict(envelope.to_json(), size=writer.size, sha256=writer.sha256)
-            record_tmp = self.tmp / f"{writer.spool_id}.json"
-            with open(record_tmp, "xb") as fh:
-                fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            raw_final = self.new / f"{writer.spool_id}.eml"
-            os.rename(writer.path, raw_final)
-            os.rename(record_tmp, self.new / f"{writer.spool_id}.json")
+            if writer._fh is None:
+                writer._fh = self._create(writer.path)
+                writer._fh.writelines(writer._buffer)
+                writer._buffer, writer._buffered = [], 0
+            fh = writer._fh
+            fh.write(trailer + footer)
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            writer._fh = None
+            os.rename(writer.path, final)
+            writer.finished = True
             self._new_syncer.sync()
         except OSError as exc:
+            if writer.finished:
+                # Renamed but the directory is not known to be durable: take
+                # it back, the client gets 4xx and the MTA retries.
+                try:
+                    final.unlink()
+                except OSError:
+                    pass
+            writer.finished = False
             writer.abort()
-            self._discard(writer.spool_id)
             raise storage_error(exc, "committing spool file") from exc
-        return SpooledMessage(writer.spool_id, envelope, raw_final, writer.size, writer.sha256)
-
-    def _discard(self, spool_id: str) -> None:
-        for path in (
-            self.tmp / f"{spool_id}.json",
-            self.new / f"{spool_id}.json",
-            self.new / f"{spool_id}.eml",
-        ):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+        return SpooledMessage(writer.spool_id, envelope, final, writer.size, writer.sha256)
 
     # -- recovery and ingestion ---------------------------------------------
 
@@ -187,10 +218,6 @@ class Spool:
         for path in self.tmp.iterdir():
             path.unlink()
             removed += 1
-        for path in self.new.glob("*.eml"):
-            if not path.with_suffix(".json").exists():
-                path.unlink()
-                removed += 1
         if removed:
             log.warning("removed %d unacknowledged partial spool file(s)", removed)
         return removed
@@ -201,46 +228,56 @@ class Spool:
             names = os.listdir(self.new)
         except FileNotFoundError:
             return []
-        return sorted(name[:-5] for name in names if name.endswith(".json"))
+        return sorted(name[: -len(_SUFFIX)] for name in names if name.endswith(_SUFFIX))
 
     def backlog(self) -> int:
         return len(self.pending())
 
     def load(self, spool_id: str) -> SpooledMessage:
         """Read and verify a committed entry; raises :class:`SpoolCorrupt`."""
-        record_path = self.new / f"{spool_id}.json"
-        raw_path = self.new / f"{spool_id}.eml"
+        path = self.new / f"{spool_id}{_SUFFIX}"
         try:
-            record = json.loads(record_path.read_bytes())
-            envelope = Envelope.from_json(record)
-            size, digest = int(record["size"]), str(record["sha256"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SpoolCorrupt(f"{spool_id}: unreadable envelope record ({exc})") from exc
-        try:
-            actual_size = raw_path.stat().st_size
+            with open(path, "rb") as fh:
+                file_size = os.fstat(fh.fileno()).st_size
+                if file_size < _FOOTER_LEN:
+                    raise SpoolCorrupt(f"{spool_id}: too short for a spool file")
+                fh.seek(file_size - _FOOTER_LEN)
+                footer = fh.read(_FOOTER_LEN)
+                if not footer.startswith(_FOOTER_PREFIX) or not footer.endswith(b"\n"):
+                    raise SpoolCorrupt(f"{spool_id}: no spool footer (truncated?)")
+                trailer_len = int(footer[len(_FOOTER_PREFIX) : -1])
+                size = file_size - _FOOTER_LEN - trailer_len
+                if size < 0:
+                    raise SpoolCorrupt(f"{spool_id}: footer does not fit the file")
+                fh.seek(size)
+                record = json.loads(fh.read(trailer_len))
+                envelope = Envelope.from_json(record)
+                if int(record["size"]) != size:
+                    raise SpoolCorrupt(f"{spool_id}: message is {size} bytes, record says {record['size']}")
+                fh.seek(0)
+                digest = hashlib.sha256()
+                for chunk in read_exactly(fh, size):
+                    digest.update(chunk)
+                if digest.hexdigest() != record["sha256"]:
+                    raise SpoolCorrupt(f"{spool_id}: message does not match its sha256")
         except FileNotFoundError as exc:
-            raise SpoolCorrupt(f"{spool_id}: raw message missing") from exc
-        if actual_size != size:
-            raise SpoolCorrupt(f"{spool_id}: raw message is {actual_size} bytes, record says {size}")
-        if _file_sha256(raw_path) != digest:
-            raise SpoolCorrupt(f"{spool_id}: raw message does not match its sha256")
-        return SpooledMessage(spool_id, envelope, raw_path, size, digest)
+            raise SpoolCorrupt(f"{spool_id}: spool file vanished") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SpoolCorrupt(f"{spool_id}: unreadable spool record ({exc})") from exc
+        return SpooledMessage(spool_id, envelope, path, size, str(record["sha256"]))
 
     def quarantine(self, spool_id: str) -> None:
         self.corrupt.mkdir(parents=True, exist_ok=True)
-        for suffix in (".eml", ".json"):
-            src = self.new / f"{spool_id}{suffix}"
-            if src.exists():
-                os.replace(src, self.corrupt / src.name)
+        src = self.new / f"{spool_id}{_SUFFIX}"
+        if src.exists():
+            os.replace(src, self.corrupt / src.name)
 
     def remove(self, spool_id: str) -> None:
-        """Forget an entry once it is stored; the record goes first so that a
-        crash in between leaves an orphan .eml that recovery removes."""
-        for suffix in (".json", ".eml"):
-            try:
-                (self.new / f"{spool_id}{suffix}").unlink()
-            except FileNotFoundError:
-                pass
+        """Forget an entry once it is stored."""
+        try:
+            (self.new / f"{spool_id}{_SUFFIX}").unlink()
+        except FileNotFoundError:
+            pass
 
     def writable(self) -> bool:
         probe = self.tmp / f".probe-{secrets.token_hex(4)}"
@@ -252,9 +289,12 @@ class Spool:
             return False
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def read_exactly(fh: BinaryIO, size: int, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``fh`` (from its position), in chunks."""
+    left = size
+    while left > 0:
+        chunk = fh.read(min(chunk_size, left))
+        if not chunk:
+            raise SpoolCorrupt("spool file shorter than its record")
+        left -= len(chunk)
+        yield chunk

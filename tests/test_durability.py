@@ -107,22 +107,20 @@ class TestSpoolRecovery:
                 Envelope("a@example.jp", (designated,), "127.0.0.1", __import__("datetime").datetime.now().astimezone()),
             )
             if cut:
-                with open(spooled.raw_path, "r+b") as fh:
+                with open(spooled.path, "r+b") as fh:
                     fh.truncate(len(raw) // 2)
         start_service(settings)
         wait_for(lambda: services.spool.backlog() == 0, timeout=5)
         assert _subjects_stored(settings) == {"正常なメール": 1}
-        assert sorted(p.suffix for p in spool.corrupt.iterdir()) == [".eml", ".json"]
+        assert [p.suffix for p in spool.corrupt.iterdir()] == [".msg"]
 
     def test_partial_files_of_an_interrupted_reception_are_removed_at_start(
         self, settings: Settings, services, designated: str, start_service
     ) -> None:
         spool = services.spool
-        (spool.tmp / "123-abc.eml").write_bytes(b"Subject: half\r\n\r\nhal")
-        (spool.new / "456-def.eml").write_bytes(b"Subject: no record\r\n\r\nx\r\n")
+        (spool.tmp / "123-abc.msg").write_bytes(b"Subject: half\r\n\r\nhal")
         start_service(settings)
         assert list(spool.tmp.iterdir()) == []
-        assert list(spool.new.iterdir()) == []
         assert _subjects_stored(settings) == {}
 
 
