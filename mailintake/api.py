@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .blobs import BlobStore
+from .blobs import BlobStore, OriginalStore
 from .errors import BadRequest
 from .messages import MessageQuery, MessageStore
 from .tokens import TokenService
@@ -47,9 +48,10 @@ def _path_id(request: Request, name: str) -> int:
 
 
 class Api:
-    def __init__(self, store: MessageStore, blobs: BlobStore, tokens: TokenService) -> None:
+    def __init__(self, store: MessageStore, blobs: BlobStore, originals: OriginalStore, tokens: TokenService) -> None:
         self.store = store
         self.blobs = blobs
+        self.originals = originals
         self.tokens = tokens
 
     def routes(self) -> list[Route]:
@@ -78,11 +80,14 @@ class Api:
     def get_raw(self, request: Request) -> Response:
         self._authenticate(request)
         message_id = _path_id(request, "message_id")
-        sha = self.store.raw_sha256(message_id)
-        return FileResponse(
-            self.blobs.path_for(sha),
+        sha, size = self.store.raw_ref(message_id)
+        return StreamingResponse(
+            iterate_in_threadpool(self.originals.chunks(sha, size)),
             media_type="message/rfc822",
-            headers={"Content-Disposition": content_disposition(f"message-{message_id}.eml", "message.eml")},
+            headers={
+                "Content-Length": str(size),
+                "Content-Disposition": content_disposition(f"message-{message_id}.eml", "message.eml"),
+            },
         )
 
     def get_attachment(self, request: Request) -> Response:

@@ -64,7 +64,7 @@ def create_app(services: Services) -> Starlette:
         loader=jinja2.FileSystemLoader(str(web.TEMPLATE_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
     )
     templates = Jinja2Templates(env=environment)
-    api = Api(services.messages, services.blobs, services.tokens)
+    api = Api(services.messages, services.blobs, services.originals, services.tokens)
 
     def healthz(request: Request) -> Response:
         state = health(services)

@@ -88,6 +88,10 @@ class Settings:
         return self.data_dir / "blobs"
 
     @property
+    def originals_dir(self) -> Path:
+        return self.data_dir / "originals"
+
+    @property
     def address_snapshot(self) -> Path:
         return self.data_dir / "addresses.json"
 

@@ -7,6 +7,7 @@ message that makes the parser misbehave costs a worker, not the service.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import datetime as dt
 import email.utils
@@ -62,28 +63,17 @@ class ParsedMessage:
     problems: list[str] = field(default_factory=list)
 
 
-def parse_spooled_message(path: Path, size: int, sha256: str, blob_root: Path) -> ParsedMessage:
+def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessage:
     """Parse the message held in the first ``size`` bytes of ``path``.
 
-    In the same pass the original bytes go to the blob store as ``sha256``;
-    attachment bytes go there too. Nothing is fsynced here: the ingester
-    flushes the blob store once per batch.
+    Attachment bytes go to the blob store; nothing is fsynced here: the
+    ingester flushes once per batch.
     """
-    blobs = BlobStore(blob_root)
     parser = BytesFeedParser(policy=policy.compat32)
     with open(path, "rb") as fh:
-
-        def chunks() -> Iterator[bytes]:
-            for chunk in read_exactly(fh, size, _FEED_CHUNK):
-                parser.feed(chunk)
-                yield chunk
-
-        if blobs.exists(sha256):
-            for _ in chunks():
-                pass
-        else:
-            blobs.put_chunks(sha256, chunks())
-    return _decode(parser.close(), blobs)
+        for chunk in read_exactly(fh, size, _FEED_CHUNK):
+            parser.feed(chunk)
+    return _decode(parser.close(), BlobStore(blob_root))
 
 
 def _decode(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
@@ -223,16 +213,13 @@ def _walk_parts(msg: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> None
             elif out.html_body is None:
                 out.html_body = text
             continue
-        payload = part.get_payload(decode=True)
-        if payload is None:
-            payload = b""
-        sha256 = blobs.put_bytes(payload)
+        sha256, size = _store_payload(part, blobs, out)
         out.attachments.append(
             ParsedAttachment(
                 position=position,
                 filename=filename,
                 content_type=content_type,
-                size=len(payload),
+                size=size,
                 sha256=sha256,
                 content_id=str(part.get("Content-ID", "")).strip().strip("<>"),
                 disposition=disposition or "attachment",
@@ -253,3 +240,44 @@ def _part_text(part: EmailMessage, out: ParsedMessage) -> str:
     if payload is None:
         return ""
     return decode_bytes(payload, part.get_content_charset(), out.problems)
+
+
+_STREAM_THRESHOLD = 1 << 20
+_B64_CHUNK = 1 << 20
+
+
+def _store_payload(part: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> tuple[str, int]:
+    """Store a leaf part's decoded bytes; large base64 parts are decoded in
+    chunks so that the decoded copy is never held whole in memory."""
+    encoded = part.get_payload()
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(encoded, str) and cte == "base64" and len(encoded) > _STREAM_THRESHOLD:
+        # The encoded text is no longer needed once decoded: free it early.
+        part.set_payload("")
+        return blobs.put_stream(_base64_chunks(encoded, out))
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        payload = b""
+    return blobs.put_bytes(payload), len(payload)
+
+
+def _base64_chunks(encoded: str, out: ParsedMessage) -> Iterator[bytes]:
+    carry = ""
+    for start in range(0, len(encoded), _B64_CHUNK):
+        text = carry + "".join(encoded[start : start + _B64_CHUNK].split())
+        cut = len(text) // 4 * 4
+        carry = text[cut:]
+        if cut:
+            yield _b64decode(text[:cut], out)
+    if carry:
+        yield _b64decode(carry + "=" * (-len(carry) % 4), out)
+
+
+def _b64decode(text: str, out: ParsedMessage) -> bytes:
+    try:
+        return binascii.a2b_base64(text.encode("ascii", "replace"))
+    except binascii.Error as exc:
+        note = f"base64 could not be fully decoded: {exc}"
+        if note not in out.problems:
+            out.problems.append(note)
+        return b""

@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import mailbox
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -21,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from .addresses import normalize_address
 from .errors import BadRequest, NotFound
-from .ingest import Ingester, IngestLockHeld
+from .ingest import IngestLockHeld
+from .ingest_process import IngestSupervisor
 from .models import Address, Message, utcnow
 from .services import Services
 from .spool import Envelope
@@ -148,16 +150,18 @@ def import_messages(
         if progress is not None:
             progress(1)
 
-    ingester = Ingester(services.settings, services.engine, spool)
+    supervisor = IngestSupervisor(services.settings)
     try:
-        ingester.acquire_lock()
+        supervisor.start()
     except IngestLockHeld:
         return result  # the running service ingests them
     try:
-        ingester.ingest_pending()
+        supervisor.wake()
+        while spool.backlog() > 0:
+            time.sleep(0.1)
         result.ingested_now = True
     finally:
-        ingester.close()
+        supervisor.stop()
     return result
 
 

@@ -77,8 +77,19 @@ class MessageStore:
             .group_by(Attachment.message_id)
             .subquery()
         )
+        # Summary columns only: a page never loads message bodies.
         stmt = (
-            select(Message, func.coalesce(attachment_counts.c.n, 0))
+            select(
+                Message.id,
+                Address.address,
+                Message.received_at,
+                Message.from_name,
+                Message.from_address,
+                Message.subject,
+                Message.status,
+                func.coalesce(attachment_counts.c.n, 0).label("attachment_count"),
+            )
+            .join(Address, Address.id == Message.address_id)
             .outerjoin(attachment_counts, attachment_counts.c.message_id == Message.id)
             .order_by(Message.received_at.desc(), Message.id.desc())
             .limit(query.limit + 1)
@@ -114,12 +125,10 @@ class MessageStore:
                 )
             rows = session.execute(stmt).all()
             page = rows[: query.limit]
-            items = [_summary(message, int(count)) for message, count in page]
             next_cursor = None
             if len(rows) > query.limit and page:
-                last = page[-1][0]
-                next_cursor = encode_cursor(last.received_at, last.id)
-            return items, next_cursor
+                next_cursor = encode_cursor(page[-1].received_at, page[-1].id)
+            return [_summary(row) for row in page], next_cursor
 
     def detail(self, message_id: int) -> dict[str, Any]:
         with Session(self.engine) as session:
@@ -130,12 +139,15 @@ class MessageStore:
                 raise NotFound(f"no message {message_id}")
             return _detail(message)
 
-    def raw_sha256(self, message_id: int) -> str:
+    def raw_ref(self, message_id: int) -> tuple[str, int]:
+        """(sha256, size) of the original message."""
         with Session(self.engine) as session:
-            sha = session.scalar(select(Message.raw_sha256).where(Message.id == message_id))
-            if sha is None:
+            row = session.execute(
+                select(Message.raw_sha256, Message.raw_size).where(Message.id == message_id)
+            ).first()
+            if row is None:
                 raise NotFound(f"no message {message_id}")
-            return sha
+            return row.raw_sha256, int(row.raw_size)
 
     def attachment(self, attachment_id: int) -> Attachment:
         with Session(self.engine) as session:
@@ -150,15 +162,15 @@ class MessageStore:
             return int(session.scalar(select(func.count(Message.id))) or 0)
 
 
-def _summary(message: Message, attachment_count: int) -> dict[str, Any]:
+def _summary(row: Any) -> dict[str, Any]:
     return {
-        "id": message.id,
-        "address": message.address.address,
-        "received_at": message.received_at.isoformat(),
-        "from": {"name": message.from_name, "address": message.from_address},
-        "subject": message.subject,
-        "attachment_count": attachment_count,
-        "status": message.status,
+        "id": row.id,
+        "address": row.address,
+        "received_at": row.received_at.isoformat(),
+        "from": {"name": row.from_name, "address": row.from_address},
+        "subject": row.subject,
+        "attachment_count": int(row.attachment_count),
+        "status": row.status,
     }
 
 

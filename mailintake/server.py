@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .app import create_app
 from .config import Settings
 from .db import create_schema
-from .ingest import Ingester
+from .ingest_process import IngestSupervisor
 from .services import Services, build_services
 from .smtp import SmtpRelay
 
@@ -52,16 +52,15 @@ async def run_service(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
-    ingester: Optional[Ingester] = None
+    ingester: Optional[IngestSupervisor] = None
     relay: Optional[SmtpRelay] = None
     web_task: Optional[asyncio.Task[None]] = None
     server: Optional[uvicorn.Server] = None
     try:
         if smtp:
-            ingester = Ingester(settings, services.engine, services.spool)
-            ingester.acquire_lock()
+            ingester = IngestSupervisor(settings)
             relay = SmtpRelay(settings, services.spool, ingester.wake)
-            await relay.start()
+            await relay.start()  # recovers the spool before anything ingests it
             ingester.start()
             _announce(on_ready, f"SMTP relay on {relay.address_text}")
         if web:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from .addresses import AddressService
-from .blobs import BlobStore
+from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .db import create_schema, make_engine
 from .messages import MessageStore
@@ -21,6 +21,7 @@ class Services:
     engine: Engine
     spool: Spool
     blobs: BlobStore
+    originals: OriginalStore
     addresses: AddressService
     tokens: TokenService
     messages: MessageStore
@@ -42,6 +43,7 @@ def build_services(settings: Settings, create_tables: bool = True) -> Services:
         engine=engine,
         spool=spool,
         blobs=BlobStore(settings.blob_dir),
+        originals=OriginalStore(settings.originals_dir),
         addresses=AddressService(engine, settings.address_snapshot),
         tokens=TokenService(engine),
         messages=MessageStore(engine),

@@ -182,7 +182,8 @@ class IntakeSMTP(SMTP):
             if outcome is None:
                 envelope = self._spool_envelope()
                 try:
-                    spooled = await asyncio.to_thread(self._spool.commit, writer, envelope)
+                    spooled = self._spool.write_and_rename(writer, envelope)
+                    await self._spool.flush(spooled)
                 except SpoolError as exc:
                     log.error("spool commit failed: %s", exc)
                     outcome = exc.smtp_reply
@@ -296,3 +297,4 @@ class SmtpRelay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        self.spool.close()

@@ -6,14 +6,19 @@ One file per message, ``new/<id>.msg``::
     <record: JSON with the envelope, size and sha256 of the bytes>\\n
     MAILINTAKE-SPOOL <record length, 10 digits>\\n
 
-A file is written under ``tmp/``, fsynced, renamed into ``new/`` and the
-directory fsynced before the relay answers 250. A crash mid-write leaves only
-a ``tmp/`` file, which was never acknowledged and is removed at start-up. A
-file in ``new/`` whose footer, record, size or hash does not check out is
-moved to ``corrupt/`` and never presented as a message.
+A file is written under ``tmp/`` and renamed into ``new/``; then one
+``syncfs`` of the spool filesystem, run by a flusher thread for every message
+committed meanwhile (group commit), makes it durable before the relay
+answers 250.
+A crash mid-write leaves a ``tmp/`` file, never acknowledged and removed at
+start-up; a crash before the flush may leave a ``new/`` file whose bytes never
+reached the disk. Every entry is therefore verified when read: one whose
+footer, record, size or hash does not check out is moved to ``corrupt/`` and
+never presented as a message. (It was never acknowledged either: the MTA
+still holds the mail and sends it again.)
 
-Small messages are buffered in memory and written in one go from a worker
-thread; larger ones spill to their ``tmp/`` file as they arrive, so memory use
+Small messages are buffered in memory and written in one go at the end;
+larger ones spill to their ``tmp/`` file as they arrive, so memory use
 per connection stays bounded.
 """
 
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
 from .errors import SpoolError
-from .fsync import DirSyncer, storage_error
+from .fsync import FlushThread, flush_filesystem, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +153,11 @@ class Spool:
         self.tmp = root / "tmp"
         self.new = root / "new"
         self.corrupt = root / "corrupt"
-        self._new_syncer = DirSyncer(self.new)
+        self.poison = root / "poison"
+        self._flusher: Optional[FlushThread] = None
 
     def ensure(self) -> None:
-        for folder in (self.tmp, self.new, self.corrupt):
+        for folder in (self.tmp, self.new, self.corrupt, self.poison):
             folder.mkdir(parents=True, exist_ok=True)
 
     # -- receiving ---------------------------------------------------------
@@ -170,10 +176,11 @@ class Spool:
         except OSError as exc:
             raise storage_error(exc, "creating spool file") from exc
 
-    def commit(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
-        """Make the message durable. Blocking: call it from a thread.
+    def write_and_rename(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
+        """Finish the file and move it into ``new/``; not yet durable.
 
-        Only after this returns may the relay answer 250.
+        Quick (a few small syscalls), so the relay calls it in the event
+        loop and then awaits :meth:`flush` before answering 250.
         """
         record = dict(envelope.to_json(), size=writer.size, sha256=writer.sha256)
         trailer = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
@@ -186,25 +193,47 @@ class Spool:
                 writer._buffer, writer._buffered = [], 0
             fh = writer._fh
             fh.write(trailer + footer)
-            fh.flush()
-            os.fsync(fh.fileno())
             fh.close()
             writer._fh = None
             os.rename(writer.path, final)
             writer.finished = True
-            self._new_syncer.sync()
         except OSError as exc:
-            if writer.finished:
-                # Renamed but the directory is not known to be durable: take
-                # it back, the client gets 4xx and the MTA retries.
-                try:
-                    final.unlink()
-                except OSError:
-                    pass
-            writer.finished = False
             writer.abort()
-            raise storage_error(exc, "committing spool file") from exc
+            raise storage_error(exc, "writing spool file") from exc
         return SpooledMessage(writer.spool_id, envelope, final, writer.size, writer.sha256)
+
+    async def flush(self, spooled: SpooledMessage) -> None:
+        """Make ``spooled`` durable, sharing one flush with every message
+        committed meanwhile (group commit). On failure the entry is taken
+        back, so it is never stored without its 250."""
+        if self._flusher is None:
+            self._flusher = FlushThread(lambda: flush_filesystem(self.new), name="spool-flush")
+        try:
+            await self._flusher.flush()
+        except OSError as exc:
+            self._take_back(spooled)
+            raise storage_error(exc, "flushing spool") from exc
+
+    def commit(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
+        """Blocking commit for tools (``mailintake import``)."""
+        spooled = self.write_and_rename(writer, envelope)
+        try:
+            flush_filesystem(self.new)
+        except OSError as exc:
+            self._take_back(spooled)
+            raise storage_error(exc, "flushing spool") from exc
+        return spooled
+
+    def _take_back(self, spooled: SpooledMessage) -> None:
+        try:
+            spooled.path.unlink()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.close()
+            self._flusher = None
 
     # -- recovery and ingestion ---------------------------------------------
 
@@ -274,10 +303,19 @@ class Spool:
 
     def remove(self, spool_id: str) -> None:
         """Forget an entry once it is stored."""
-        try:
-            (self.new / f"{spool_id}{_SUFFIX}").unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.new / f"{spool_id}{_SUFFIX}", self.poison / spool_id):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def mark_poison(self, spool_id: str) -> None:
+        """Record that parsing this entry hung or crashed the parser."""
+        self.poison.mkdir(parents=True, exist_ok=True)
+        (self.poison / spool_id).touch()
+
+    def is_poison(self, spool_id: str) -> bool:
+        return (self.poison / spool_id).exists()
 
     def writable(self) -> bool:
         probe = self.tmp / f".probe-{secrets.token_hex(4)}"
