@@ -9,10 +9,11 @@ import errno
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from .errors import SpoolError, SpoolFull
 
+T = TypeVar("T")
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
@@ -48,30 +49,35 @@ def flush_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-class FlushThread:
-    """Group commit for an asyncio server: one thread runs ``flush`` for
-    every batch of waiters. A waiter's flush always starts after it asked,
-    so it covers every write the waiter made before asking; the event loop
-    never blocks on the flush and hands the GIL to one thread only."""
+class CommitThread:
+    """Group commit for an asyncio server. One thread takes every commit
+    queued since its last round, runs each one's file work (create, write,
+    rename), then one ``flush`` that covers them all, then settles their
+    futures. The event loop never blocks on the filesystem (creating a file
+    can wait for a journal commit) and only one thread competes with it for
+    the GIL."""
 
-    def __init__(self, flush: Callable[[], None], name: str = "group-flush") -> None:
+    def __init__(self, flush: Callable[[], None], name: str = "group-commit") -> None:
         self._flush = flush
         self._lock = threading.Lock()
         self._wanted = threading.Event()
-        self._waiters: list[tuple["asyncio.AbstractEventLoop", "asyncio.Future[None]"]] = []
+        self._queue: list[_Commit] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    async def flush(self) -> None:
+    async def commit(self, work: Callable[[], T], undo: Callable[[T], None]) -> T:
+        """Run ``work`` in the commit thread and return its result once a
+        flush that started after it has completed. If that flush fails,
+        ``undo(result)`` runs and the flush's error is raised."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        item = _Commit(loop, loop.create_future(), work, undo)
         with self._lock:
             if self._closed:
-                raise RuntimeError("flush thread closed")
-            self._waiters.append((loop, future))
+                raise RuntimeError("commit thread closed")
+            self._queue.append(item)
             self._wanted.set()
-        await future
+        return await item.future  # type: ignore[no-any-return]
 
     def close(self) -> None:
         with self._lock:
@@ -83,32 +89,59 @@ class FlushThread:
         while True:
             self._wanted.wait()
             with self._lock:
-                batch, self._waiters = self._waiters, []
+                batch, self._queue = self._queue, []
                 self._wanted.clear()
                 closed = self._closed
             if batch:
-                error: Optional[BaseException] = None
-                try:
-                    self._flush()
-                except OSError as exc:
-                    error = exc
-                by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-                for loop, future in batch:
-                    by_loop.setdefault(loop, []).append(future)
-                for loop, futures in by_loop.items():
-                    try:
-                        loop.call_soon_threadsafe(_settle, futures, error)
-                    except RuntimeError:  # that loop is closed: nobody waits
-                        pass
+                self._commit_batch(batch)
             if closed:
                 return
 
+    def _commit_batch(self, batch: list["_Commit"]) -> None:
+        done: list[_Commit] = []
+        for item in batch:
+            try:
+                item.result = item.work()
+                done.append(item)
+            except BaseException as exc:  # handed to the waiter, not lost
+                item.error = exc
+        if done:
+            try:
+                self._flush()
+            except OSError as exc:
+                for item in done:
+                    item.error = exc
+                    try:
+                        item.undo(item.result)
+                    except OSError:
+                        pass
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Commit]] = {}
+        for item in batch:
+            by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that loop is closed: nobody waits
+                pass
 
-def _settle(futures: list["asyncio.Future[None]"], error: Optional[BaseException]) -> None:
-    for future in futures:
-        if future.done():
+
+class _Commit:
+    __slots__ = ("loop", "future", "work", "undo", "result", "error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", work: Callable[[], Any], undo: Callable[[Any], None]) -> None:
+        self.loop = loop
+        self.future = future
+        self.work = work
+        self.undo = undo
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+
+def _settle(items: list[_Commit]) -> None:
+    for item in items:
+        if item.future.done():
             continue
-        if error is None:
-            future.set_result(None)
+        if item.error is None:
+            item.future.set_result(item.result)
         else:
-            future.set_exception(error)
+            item.future.set_exception(item.error)

@@ -182,8 +182,7 @@ class IntakeSMTP(SMTP):
             if outcome is None:
                 envelope = self._spool_envelope()
                 try:
-                    spooled = self._spool.write_and_rename(writer, envelope)
-                    await self._spool.flush(spooled)
+                    spooled = await self._spool.commit_async(writer, envelope)
                 except SpoolError as exc:
                     log.error("spool commit failed: %s", exc)
                     outcome = exc.smtp_reply

@@ -7,7 +7,7 @@ One file per message, ``new/<id>.msg``::
     MAILINTAKE-SPOOL <record length, 10 digits>\\n
 
 A file is written under ``tmp/`` and renamed into ``new/``; then one
-``syncfs`` of the spool filesystem, run by a flusher thread for every message
+``syncfs`` of the spool filesystem, run by a commit thread for every message
 committed meanwhile (group commit), makes it durable before the relay
 answers 250.
 A crash mid-write leaves a ``tmp/`` file, never acknowledged and removed at
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
 from .errors import SpoolError
-from .fsync import FlushThread, flush_filesystem, storage_error
+from .fsync import CommitThread, flush_filesystem, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Spool:
         self.new = root / "new"
         self.corrupt = root / "corrupt"
         self.poison = root / "poison"
-        self._flusher: Optional[FlushThread] = None
+        self._committer: Optional[CommitThread] = None
 
     def ensure(self) -> None:
         for folder in (self.tmp, self.new, self.corrupt, self.poison):
@@ -179,8 +179,7 @@ class Spool:
     def write_and_rename(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
         """Finish the file and move it into ``new/``; not yet durable.
 
-        Quick (a few small syscalls), so the relay calls it in the event
-        loop and then awaits :meth:`flush` before answering 250.
+        Blocking; the relay runs it through :meth:`commit_async`.
         """
         record = dict(envelope.to_json(), size=writer.size, sha256=writer.sha256)
         trailer = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
@@ -202,16 +201,17 @@ class Spool:
             raise storage_error(exc, "writing spool file") from exc
         return SpooledMessage(writer.spool_id, envelope, final, writer.size, writer.sha256)
 
-    async def flush(self, spooled: SpooledMessage) -> None:
-        """Make ``spooled`` durable, sharing one flush with every message
-        committed meanwhile (group commit). On failure the entry is taken
-        back, so it is never stored without its 250."""
-        if self._flusher is None:
-            self._flusher = FlushThread(lambda: flush_filesystem(self.new), name="spool-flush")
+    async def commit_async(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
+        """Write, rename and flush in the commit thread, sharing one flush
+        with every message committed meanwhile (group commit). On failure
+        nothing is left in ``new/``, so nothing is stored without its 250."""
+        if self._committer is None:
+            self._committer = CommitThread(lambda: flush_filesystem(self.new), name="spool-commit")
         try:
-            await self._flusher.flush()
+            return await self._committer.commit(lambda: self.write_and_rename(writer, envelope), self._take_back)
+        except SpoolError:
+            raise
         except OSError as exc:
-            self._take_back(spooled)
             raise storage_error(exc, "flushing spool") from exc
 
     def commit(self, writer: SpoolWriter, envelope: Envelope) -> SpooledMessage:
@@ -231,9 +231,9 @@ class Spool:
             pass
 
     def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.close()
-            self._flusher = None
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
 
     # -- recovery and ingestion ---------------------------------------------
 
