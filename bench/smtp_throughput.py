@@ -92,8 +92,21 @@ def run_load(smtp_source: str, port: int, size: int, count: int) -> float:
     """Messages per second for ``count`` messages of ``size`` bytes."""
     started = time.perf_counter()
     subprocess.run(
-        [smtp_source, "-s", str(SESSIONS), "-l", str(size), "-m", str(count), "-d",
-         "-f", "bench@example.jp", "-t", RCPT, f"127.0.0.1:{port}"],
+        [
+            smtp_source,
+            "-s",
+            str(SESSIONS),
+            "-l",
+            str(size),
+            "-m",
+            str(count),
+            "-d",
+            "-f",
+            "bench@example.jp",
+            "-t",
+            RCPT,
+            f"127.0.0.1:{port}",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -112,7 +125,10 @@ class Mailintake:
     def cli(self, *args: str) -> str:
         out = subprocess.run(
             [sys.executable, "-m", "mailintake", *args, "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, text=True, env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=self.env,
         )
         return out.stdout
 
@@ -120,8 +136,18 @@ class Mailintake:
         self.cli("address", "add", RCPT, "--section", "総務課")
         self.token = self.cli("token", "create", "bench").split()[-1]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailintake", "serve", "--data-dir", str(self.data_dir),
-             "--smtp-port", str(self.smtp_port), "--http-port", str(self.http_port)],
+            [
+                sys.executable,
+                "-m",
+                "mailintake",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--smtp-port",
+                str(self.smtp_port),
+                "--http-port",
+                str(self.http_port),
+            ],
             env=self.env,
         )
         wait_port(self.smtp_port)
@@ -137,7 +163,9 @@ class Mailintake:
             params: dict[str, Any] = {"limit": 200}
             if cursor:
                 params["cursor"] = cursor
-            body = httpx.get(f"http://127.0.0.1:{self.http_port}/api/v1/messages", params=params, headers=headers, timeout=30).json()
+            body = httpx.get(
+                f"http://127.0.0.1:{self.http_port}/api/v1/messages", params=params, headers=headers, timeout=30
+            ).json()
             total += len(body["items"])
             cursor = body["next_cursor"]
             if not cursor:
@@ -253,8 +281,12 @@ def main() -> None:
                 results[label] = {
                     "messages_per_round": count,
                     "rounds": [
-                        {"bare_aiosmtpd_msg_per_s": round(b, 1), "mailintake_msg_per_s": round(o, 1),
-                         "ratio": round(o / b, 3), "backlog_drain_seconds_after_load": round(d, 2)}
+                        {
+                            "bare_aiosmtpd_msg_per_s": round(b, 1),
+                            "mailintake_msg_per_s": round(o, 1),
+                            "ratio": round(o / b, 3),
+                            "backlog_drain_seconds_after_load": round(d, 2),
+                        }
                         for b, o, d in rounds
                     ],
                     "median_bare_aiosmtpd_msg_per_s": round(statistics.median(b for b, _, _ in rounds), 1),

@@ -89,11 +89,7 @@ class AddressService:
         raise NotFound(f"no such designated address: {normalized}")
 
     def list(self) -> list[AddressInfo]:
-        counts = (
-            select(Message.address_id, func.count(Message.id).label("n"))
-            .group_by(Message.address_id)
-            .subquery()
-        )
+        counts = select(Message.address_id, func.count(Message.id).label("n")).group_by(Message.address_id).subquery()
         stmt = (
             select(Address, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.address_id == Address.id)

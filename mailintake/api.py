@@ -7,8 +7,8 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote
 
-from starlette.requests import Request
 from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -97,8 +97,6 @@ class Api:
             self.blobs.path_for(attachment.sha256),
             media_type=safe_content_type(attachment.content_type),
             headers={
-                "Content-Disposition": content_disposition(
-                    attachment.filename, f"attachment-{attachment.id}.bin"
-                )
+                "Content-Disposition": content_disposition(attachment.filename, f"attachment-{attachment.id}.bin")
             },
         )

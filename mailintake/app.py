@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import web
+from . import web  # type: ignore[attr-defined]  # mapped from ./web by pyproject
 from .api import Api
 from .db import database_reachable
 from .errors import MailintakeError

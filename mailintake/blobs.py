@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from .fsync import flush_filesystem
+
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
@@ -56,7 +58,7 @@ class BlobStore:
                 tmp.unlink()
         return sha256, size
 
-    def _put(self, sha256: str, write: "callable[[BinaryIO], object]") -> None:  # type: ignore[valid-type]
+    def _put(self, sha256: str, write: Callable[[BinaryIO], object]) -> None:
         final = self.path_for(sha256)
         if final.exists():
             return
@@ -107,7 +109,7 @@ class OriginalStore:
                 while left > 0:
                     chunk = src.read(min(1 << 20, left))
                     if not chunk:
-                        raise OSError(f"{source} is shorter than {size} bytes")
+                        raise OSError(f"{source} is shorter than {size} bytes") from None
                     dst.write(chunk)
                     left -= len(chunk)
         os.replace(tmp, final)

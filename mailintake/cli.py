@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -35,7 +36,7 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="TOML config file (env MAILINTAKE_CONFIG).",
     )
     @functools.wraps(func)
-    def wrapper(*args: Any, data_dir: Optional[Path], config_file: Optional[Path], **kwargs: Any) -> Any:
+    def wrapper(*args: Any, data_dir: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
         overrides = {"data_dir": data_dir}
         overrides.update(kwargs.pop("_overrides", {}))
         settings = load_settings(config_file, overrides)
@@ -209,9 +210,7 @@ def import_command(settings: Settings, address_text: str, paths: tuple[Path, ...
     with tqdm(total=total, unit="mail", desc="import", file=sys.stderr) as bar:
         result = import_messages(services, address_text, list(paths), progress=bar.update)
     where = "stored" if result.ingested_now else "queued for the running service"
-    click.echo(
-        f"{result.found} found, {result.spooled} new ({where}), {result.already_stored} already stored"
-    )
+    click.echo(f"{result.found} found, {result.spooled} new ({where}), {result.already_stored} already stored")
 
 
 def main() -> None:

@@ -11,9 +11,10 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -48,8 +49,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_message_size",
         52_428_800,
-        "Largest accepted message in bytes (advertised with SIZE); keep it at least "
-        "the upstream MTA's limit.",
+        "Largest accepted message in bytes (advertised with SIZE); keep it at least the upstream MTA's limit.",
     ),
     Setting("max_connections", 50, "Concurrent SMTP connections; more get 421 and retry later."),
     Setting("smtp_timeout", 300, "Seconds a client may stay silent before it is disconnected."),
@@ -58,6 +58,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingest_workers", 1, "Parser processes that ingest spooled mail."),
     Setting("ingest_batch", 50, "Most spooled messages stored in one database transaction."),
     Setting("ingest_retry_seconds", 2.0, "Pause before retrying when the database is unavailable."),
+    Setting(
+        "parse_time_limit",
+        120.0,
+        "Seconds one message may take to parse; past it the parser is restarted and the "
+        "message stored unparsed with a note.",
+    ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 )
 
@@ -81,6 +87,7 @@ class Settings:
     ingest_workers: int
     ingest_batch: int
     ingest_retry_seconds: float
+    parse_time_limit: float
     log_level: str
 
     @property
@@ -95,7 +102,7 @@ class Settings:
     def address_snapshot(self) -> Path:
         return self.data_dir / "addresses.json"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
@@ -167,6 +174,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         ingest_workers=_int(raw, "ingest_workers", minimum=1),
         ingest_batch=_int(raw, "ingest_batch", minimum=1),
         ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
+        parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),
         log_level=str(raw["log_level"]).upper(),
     )
 

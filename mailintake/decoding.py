@@ -11,13 +11,13 @@ import binascii
 import codecs
 import datetime as dt
 import email.utils
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email import policy
+from email.header import decode_header
 from email.message import Message as EmailMessage
 from email.parser import BytesFeedParser
-from email import policy
 from pathlib import Path
-from typing import Iterator, Optional
 
 from .blobs import BlobStore
 from .spool import read_exactly
@@ -56,9 +56,9 @@ class ParsedMessage:
     to: list[dict[str, str]] = field(default_factory=list)
     cc: list[dict[str, str]] = field(default_factory=list)
     subject: str = ""
-    date: Optional[dt.datetime] = None
+    date: dt.datetime | None = None
     text_body: str = ""
-    html_body: Optional[str] = None
+    html_body: str | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -101,7 +101,7 @@ def _describe_defects(msg: EmailMessage) -> list[str]:
     return unique[:20]
 
 
-def decode_header_value(value: str, problems: Optional[list[str]] = None) -> str:
+def decode_header_value(value: str, problems: list[str] | None = None) -> str:
     """Decode RFC 2047 encoded words and raw 8-bit header bytes."""
     try:
         parts = decode_header(value)
@@ -126,7 +126,7 @@ def _from_surrogates(text: str) -> str:
     return decode_bytes(raw, None, None)
 
 
-def decode_bytes(data: bytes, charset: Optional[str], problems: Optional[list[str]]) -> str:
+def decode_bytes(data: bytes, charset: str | None, problems: list[str] | None) -> str:
     """Decode with the declared charset, then UTF-8, then CP932."""
     candidates = []
     if charset:
@@ -144,7 +144,7 @@ def decode_bytes(data: bytes, charset: Optional[str], problems: Optional[list[st
     return data.decode(candidates[0] or "utf-8", errors="replace")
 
 
-def _codec_name(charset: str) -> Optional[str]:
+def _codec_name(charset: str) -> str | None:
     label = charset.strip().strip('"').lower()
     label = _CHARSET_ALIASES.get(label, label)
     try:
@@ -183,7 +183,7 @@ def _addresses(msg: EmailMessage, name: str, out: ParsedMessage) -> list[dict[st
     return result
 
 
-def _date(msg: EmailMessage, out: ParsedMessage) -> Optional[dt.datetime]:
+def _date(msg: EmailMessage, out: ParsedMessage) -> dt.datetime | None:
     value = msg.get("Date")
     if not value:
         return None
@@ -193,7 +193,7 @@ def _date(msg: EmailMessage, out: ParsedMessage) -> Optional[dt.datetime]:
         out.problems.append(f"unparseable Date header: {str(value)[:80]}")
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
 
 
@@ -202,7 +202,7 @@ def _walk_parts(msg: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> None
     for part in msg.walk():
         if part.is_multipart():
             continue
-        content_type = part.get_content_type()
+        content_type = part.get_content_type()[:255]
         disposition = (part.get_content_disposition() or "").lower()
         filename = _filename(part, out)
         is_body_text = content_type in ("text/plain", "text/html") and disposition != "attachment" and not filename
@@ -237,7 +237,7 @@ def _filename(part: EmailMessage, out: ParsedMessage) -> str:
 
 def _part_text(part: EmailMessage, out: ParsedMessage) -> str:
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):
         return ""
     return decode_bytes(payload, part.get_content_charset(), out.problems)
 
@@ -256,7 +256,7 @@ def _store_payload(part: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> 
         part.set_payload("")
         return blobs.put_stream(_base64_chunks(encoded, out))
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):
         payload = b""
     return blobs.put_bytes(payload), len(payload)
 

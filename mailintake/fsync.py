@@ -8,8 +8,9 @@ import ctypes.util
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from .errors import SpoolError, SpoolFull
 
@@ -97,7 +98,7 @@ class CommitThread:
             if closed:
                 return
 
-    def _commit_batch(self, batch: list["_Commit"]) -> None:
+    def _commit_batch(self, batch: list[_Commit]) -> None:
         done: list[_Commit] = []
         for item in batch:
             try:
@@ -128,13 +129,19 @@ class CommitThread:
 class _Commit:
     __slots__ = ("loop", "future", "work", "undo", "result", "error")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", work: Callable[[], Any], undo: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        work: Callable[[], Any],
+        undo: Callable[[Any], None],
+    ) -> None:
         self.loop = loop
         self.future = future
         self.work = work
         self.undo = undo
         self.result: Any = None
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
 
 def _settle(items: list[_Commit]) -> None:

@@ -13,9 +13,9 @@ import hashlib
 import mailbox
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -101,8 +101,8 @@ def original_arrival(raw: bytes) -> dt.datetime:
         except (TypeError, ValueError, IndexError):
             continue
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        return when.astimezone(dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(dt.UTC)
     return utcnow()
 
 
@@ -116,7 +116,7 @@ def import_messages(
     services: Services,
     address: str,
     paths: list[Path],
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
     normalized = normalize_address(address)
     with Session(services.engine) as session:

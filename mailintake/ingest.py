@@ -17,12 +17,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from sqlalchemy import Engine, insert, select, tuple_
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .addresses import normalize_address
@@ -78,7 +77,7 @@ class Ingester:
         settings: Settings,
         engine: Engine,
         spool: Spool,
-        on_parse: Optional[Callable[[Optional[str]], None]] = None,
+        on_parse: Callable[[str | None], None] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -141,8 +140,16 @@ class Ingester:
         # before the rows that refer to them commit.
         self.blobs.flush()
         self.originals.flush()
-        with Session(self.engine) as session, session.begin():
-            stored, duplicates = self._store(session, items)
+        try:
+            with Session(self.engine) as session, session.begin():
+                stored, duplicates = self._store(session, items)
+        except DBAPIError as exc:
+            if _database_unavailable(exc):
+                raise
+            # Something in this batch's data was refused: store one by one
+            # so that one message cannot hold back the others.
+            log.error("batch refused by the database (%s); storing one by one", type(exc.orig).__name__)
+            stored, duplicates = self._store_one_by_one(items)
         for spooled, _ in items:
             self.spool.remove(spooled.spool_id)
             self._parsed.pop(spooled.spool_id, None)
@@ -151,7 +158,9 @@ class Ingester:
         newest = max(s.envelope.received_at for s, _ in items)
         log.info(
             "stored %d message(s), %d duplicate(s), latency %.2fs",
-            stored, duplicates, (utcnow() - newest).total_seconds(),
+            stored,
+            duplicates,
+            (utcnow() - newest).total_seconds(),
         )
         return len(items)
 
@@ -187,18 +196,14 @@ class Ingester:
 
     def _store(self, session: Session, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
         wanted = {
-            (normalize_address(rcpt), spooled.sha256)
-            for spooled, _ in items
-            for rcpt in spooled.envelope.rcpt_tos
+            (normalize_address(rcpt), spooled.sha256) for spooled, _ in items for rcpt in spooled.envelope.rcpt_tos
         }
         address_ids = self._address_ids(session, {a for a, _ in wanted})
         existing: set[tuple[int, str]] = set(
             (address_id, sha)
             for address_id, sha in session.execute(
                 select(Message.address_id, Message.raw_sha256).where(
-                    tuple_(Message.address_id, Message.raw_sha256).in_(
-                        [(address_ids[a], sha) for a, sha in wanted]
-                    )
+                    tuple_(Message.address_id, Message.raw_sha256).in_([(address_ids[a], sha) for a, sha in wanted])
                 )
             )
         )
@@ -218,16 +223,33 @@ class Ingester:
         if rows:
             # Core bulk inserts: far less CPU (and GIL time taken from the
             # SMTP event loop) than building ORM objects.
-            ids = session.scalars(
-                insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
-            ).all()
+            ids = session.scalars(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows).all()
             attachment_rows = [
                 _attachment_values(message_id, attachment)
-                for message_id, parsed in zip(ids, row_attachments)
+                for message_id, parsed in zip(ids, row_attachments, strict=True)
                 for attachment in parsed.attachments
             ]
             if attachment_rows:
                 session.execute(insert(Attachment), attachment_rows)
+        return stored, duplicates
+
+    def _store_one_by_one(self, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
+        stored = duplicates = 0
+        for spooled, parsed in items:
+            try:
+                with Session(self.engine) as session, session.begin():
+                    s, d = self._store(session, [(spooled, parsed)])
+            except DBAPIError as exc:
+                if _database_unavailable(exc):
+                    raise
+                log.error(
+                    "decoded fields of %s refused (%s); storing it raw", spooled.spool_id, type(exc.orig).__name__
+                )
+                note = f"解析結果を保存できませんでした（{type(exc.orig).__name__}）。原文を確認してください。"
+                with Session(self.engine) as session, session.begin():
+                    s, d = self._store(session, [(spooled, ParsedMessage(problems=[note]))])
+            stored += s
+            duplicates += d
         return stored, duplicates
 
     def _address_ids(self, session: Session, addresses: set[str]) -> dict[str, int]:
@@ -244,9 +266,33 @@ class Ingester:
         return ids
 
 
+def _database_unavailable(exc: DBAPIError) -> bool:
+    """Connection trouble (retry later), as opposed to data the database refuses."""
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
+def clean_text(value: str) -> str:
+    """Text every database accepts: no NUL, no lone surrogates."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+    return value
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
 def _message_values(spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str) -> dict[str, object]:
     env = spooled.envelope
-    return {
+    values = {
         "address_id": address_id,
         "mail_from": env.mail_from,
         "rcpt_to": rcpt,
@@ -267,10 +313,11 @@ def _message_values(spooled: SpooledMessage, parsed: ParsedMessage, address_id: 
         "problems": parsed.problems,
         "status": "new",
     }
+    return {key: _clean(value) for key, value in values.items()}
 
 
 def _attachment_values(message_id: int, attachment: ParsedAttachment) -> dict[str, object]:
-    return {
+    values = {
         "message_id": message_id,
         "position": attachment.position,
         "filename": attachment.filename,
@@ -280,3 +327,4 @@ def _attachment_values(message_id: int, attachment: ParsedAttachment) -> dict[st
         "content_id": attachment.content_id,
         "disposition": attachment.disposition,
     }
+    return {key: _clean(value) for key, value in values.items()}

@@ -18,15 +18,14 @@ import os
 import resource
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 from .config import Settings
-from .ingest import IngestLockHeld, Ingester, acquire_ingest_lock
+from .ingest import Ingester, IngestLockHeld, acquire_ingest_lock
 from .spool import Spool
 
 log = logging.getLogger(__name__)
 
-PARSE_TIME_LIMIT_SECONDS = 120.0
 # A parse that allocates without bound fails with MemoryError instead of
 # taking the machine down.
 ADDRESS_SPACE_LIMIT_BYTES = 4 * 1024**3
@@ -40,8 +39,8 @@ class _SharedState:
     def __init__(self) -> None:
         self.wake = _SPAWN.Event()
         self.stop = _SPAWN.Event()
-        self.parsing_id = _SPAWN.Array(ctypes.c_char, 64, lock=False)
-        self.parsing_since = _SPAWN.Value(ctypes.c_double, 0.0, lock=False)
+        self.parsing_id: Any = _SPAWN.Array(ctypes.c_char, 64, lock=False)
+        self.parsing_since: Any = _SPAWN.Value(ctypes.c_double, 0.0, lock=False)
 
 
 def _worker_main(settings: Settings, state: _SharedState) -> None:
@@ -61,7 +60,7 @@ def _worker_main(settings: Settings, state: _SharedState) -> None:
         log.error("%s", exc)
         raise SystemExit(_LOCK_HELD_EXIT) from exc
 
-    def on_parse(spool_id: Optional[str]) -> None:
+    def on_parse(spool_id: str | None) -> None:
         if spool_id is None:
             state.parsing_since.value = 0.0
         else:
@@ -81,13 +80,13 @@ def _worker_main(settings: Settings, state: _SharedState) -> None:
 
 
 class IngestSupervisor:
-    def __init__(self, settings: Settings, parse_time_limit: float = PARSE_TIME_LIMIT_SECONDS) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
-        self.parse_time_limit = parse_time_limit
+        self.parse_time_limit = settings.parse_time_limit
         self._state = _SharedState()
-        self._process: Optional[Any] = None
-        self._thread: Optional[threading.Thread] = None
+        self._process: Any | None = None
+        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.restarts = 0
 
@@ -118,7 +117,9 @@ class IngestSupervisor:
 
     def _spawn(self) -> None:
         self._state.parsing_since.value = 0.0
-        process = _SPAWN.Process(target=_worker_main, args=(self.settings, self._state), name="mailintake-ingest", daemon=True)
+        process = _SPAWN.Process(
+            target=_worker_main, args=(self.settings, self._state), name="mailintake-ingest", daemon=True
+        )
         process.start()
         self._process = process
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -20,14 +20,14 @@ MAX_PAGE = 200
 
 @dataclass(frozen=True)
 class MessageQuery:
-    address: Optional[str] = None
-    status: Optional[str] = None
-    q: Optional[str] = None
-    cursor: Optional[str] = None
+    address: str | None = None
+    status: str | None = None
+    q: str | None = None
+    cursor: str | None = None
     limit: int = 50
 
     @classmethod
-    def from_params(cls, params: Any) -> "MessageQuery":
+    def from_params(cls, params: Any) -> MessageQuery:
         status = params.get("status") or None
         if status is not None and status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
@@ -71,7 +71,7 @@ class MessageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def list(self, query: MessageQuery) -> tuple[list[dict[str, Any]], Optional[str]]:
+    def list(self, query: MessageQuery) -> tuple[list[dict[str, Any]], str | None]:
         attachment_counts = (
             select(Attachment.message_id, func.count(Attachment.id).label("n"))
             .group_by(Attachment.message_id)
@@ -142,9 +142,7 @@ class MessageStore:
     def raw_ref(self, message_id: int) -> tuple[str, int]:
         """(sha256, size) of the original message."""
         with Session(self.engine) as session:
-            row = session.execute(
-                select(Message.raw_sha256, Message.raw_size).where(Message.id == message_id)
-            ).first()
+            row = session.execute(select(Message.raw_sha256, Message.raw_size).where(Message.id == message_id)).first()
             if row is None:
                 raise NotFound(f"no message {message_id}")
             return row.raw_sha256, int(row.raw_size)

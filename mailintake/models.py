@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,21 +27,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[dt.datetime], dialect: Any) -> Optional[dt.datetime]:
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: Optional[dt.datetime], dialect: Any) -> Optional[dt.datetime]:
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -96,15 +96,15 @@ class Message(Base):
     to: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     cc: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     subject: Mapped[str] = mapped_column(Text, default="")
-    date: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime, nullable=True)
+    date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     text_body: Mapped[str] = mapped_column(Text, default="")
-    html_body: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    html_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     # 未処理 new / 収受済 registered / 対象外 dismissed
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
 
-    attachments: Mapped[list["Attachment"]] = relationship(
+    attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.position", cascade="all, delete-orphan"
     )
 

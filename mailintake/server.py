@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,8 +37,8 @@ async def run_service(
     *,
     smtp: bool = True,
     web: bool = True,
-    on_ready: Optional[Callable[[str], None]] = None,
-    stop: Optional[asyncio.Event] = None,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given).
 
@@ -52,10 +53,10 @@ async def run_service(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
-    ingester: Optional[IngestSupervisor] = None
-    relay: Optional[SmtpRelay] = None
-    web_task: Optional[asyncio.Task[None]] = None
-    server: Optional[uvicorn.Server] = None
+    ingester: IngestSupervisor | None = None
+    relay: SmtpRelay | None = None
+    web_task: asyncio.Task[None] | None = None
+    server: uvicorn.Server | None = None
     try:
         if smtp:
             ingester = IngestSupervisor(settings)
@@ -82,7 +83,7 @@ async def run_service(
         _announce(on_ready, f"data in {settings.data_dir}")
 
         stop_task = asyncio.create_task(stop.wait())
-        waiting: set[asyncio.Future[None]] = {stop_task}
+        waiting: set[asyncio.Future[Any]] = {stop_task}
         if web_task is not None:
             waiting.add(web_task)
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -109,7 +110,7 @@ def _create_schema_if_reachable(services: Services) -> None:
         services.addresses.write_snapshot()
 
 
-def _announce(on_ready: Optional[Callable[[str], None]], text: str) -> None:
+def _announce(on_ready: Callable[[str], None] | None, text: str) -> None:
     log.info("%s", text)
     if on_ready is not None:
         on_ready(text)

@@ -18,9 +18,12 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from .addresses import AddressBook
 from .config import Settings
@@ -137,7 +140,7 @@ class IntakeSMTP(SMTP):
             self._counted = True
         super().connection_made(transport)
 
-    def connection_lost(self, error: Optional[Exception]) -> None:
+    def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
         if self._counted:
@@ -145,7 +148,7 @@ class IntakeSMTP(SMTP):
             self._gate.active -= 1
         super().connection_lost(error)
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         if self._refused:
             return False
         return super().eof_received()
@@ -196,13 +199,13 @@ class IntakeSMTP(SMTP):
         self._set_post_data_state()
         await self.push(outcome)
 
-    async def _receive_data(self, writer: Any) -> Optional[str]:
+    async def _receive_data(self, writer: Any) -> str | None:
         """Read until the lone dot; ``None`` when the data is all in ``writer``,
         else the reply to give after the data has been read to its end."""
         limit = self._max_message_size
         size = 0
         at_line_start = True
-        problem: Optional[str] = None
+        problem: str | None = None
         lines_since_reset = 0
         while self.transport is not None:
             try:
@@ -245,7 +248,7 @@ class IntakeSMTP(SMTP):
             mail_from=self.envelope.mail_from or "",
             rcpt_tos=tuple(self.envelope.rcpt_tos),
             client_address=peer[0] if isinstance(peer, tuple) else str(peer or ""),
-            received_at=dt.datetime.now(dt.timezone.utc),
+            received_at=dt.datetime.now(dt.UTC),
             helo=self.session.host_name or "",
         )
 
@@ -259,7 +262,7 @@ class SmtpRelay:
         self.on_spooled = on_spooled
         self.gate = ConnectionGate(settings.relay_networks, settings.max_connections)
         self.handler = IntakeHandler(AddressBook(settings.address_snapshot), settings.max_message_size)
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: asyncio.Server | None = None
 
     def _protocol(self) -> IntakeSMTP:
         return IntakeSMTP(

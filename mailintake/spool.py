@@ -31,9 +31,10 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO
 
 from .errors import SpoolError
 from .fsync import CommitThread, flush_filesystem, storage_error
@@ -64,7 +65,7 @@ class Envelope:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Envelope":
+    def from_json(cls, data: dict[str, Any]) -> Envelope:
         return cls(
             mail_from=data["mail_from"],
             rcpt_tos=tuple(data["rcpt_tos"]),
@@ -92,13 +93,13 @@ class SpoolCorrupt(Exception):
 class SpoolWriter:
     """Receives one message; hashes as it goes."""
 
-    def __init__(self, spool: "Spool", spool_id: str) -> None:
+    def __init__(self, spool: Spool, spool_id: str) -> None:
         self._spool = spool
         self.spool_id = spool_id
         self.path = spool.tmp / f"{spool_id}{_SUFFIX}"
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._fh: Optional[BinaryIO] = None
+        self._fh: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self.size = 0
         self.finished = False
@@ -154,7 +155,7 @@ class Spool:
         self.new = root / "new"
         self.corrupt = root / "corrupt"
         self.poison = root / "poison"
-        self._committer: Optional[CommitThread] = None
+        self._committer: CommitThread | None = None
 
     def ensure(self) -> None:
         for folder in (self.tmp, self.new, self.corrupt, self.poison):

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import httpx
 import pytest
@@ -155,10 +156,10 @@ class ServiceThread:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop: Optional[asyncio.Event] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def _main(self) -> None:
@@ -177,7 +178,7 @@ class ServiceThread:
             self._error = exc
             self._ready.set()
 
-    def start(self) -> "ServiceThread":
+    def start(self) -> ServiceThread:
         self._thread.start()
         self._ready.wait(30)
         if self._error is not None:
@@ -245,17 +246,23 @@ class ServiceProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         env = dict(os.environ, MAILINTAKE_DATABASE_URL=self.settings.database_url, MAILINTAKE_LOG_LEVEL="WARNING")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "mailintake", "serve",
-                    "--data-dir", str(self.settings.data_dir),
-                    "--smtp-port", str(self.settings.smtp_port),
-                    "--http-port", str(self.settings.http_port),
+                    sys.executable,
+                    "-m",
+                    "mailintake",
+                    "serve",
+                    "--data-dir",
+                    str(self.settings.data_dir),
+                    "--smtp-port",
+                    str(self.settings.smtp_port),
+                    "--http-port",
+                    str(self.settings.http_port),
                 ],
                 env=env,
                 stdout=log,
@@ -302,7 +309,10 @@ def service_process(tmp_path: Path) -> Iterator[Callable[[Settings], ServiceProc
 def mount_available() -> bool:
     target = Path(f"/tmp/mailintake-mount-probe-{os.getpid()}")
     target.mkdir(exist_ok=True)
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True).returncode
+        == 0
+    )
     if ok:
         subprocess.run(["umount", str(target)], check=True)
     shutil.rmtree(target, ignore_errors=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterable
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
-from typing import Iterable, Optional
 
 
 def make_message(
@@ -15,7 +15,7 @@ def make_message(
     sender: str = "山田 太郎 <yamada@example.co.jp>",
     to: str = "soumu@city.example.jp",
     attachments: Iterable[tuple[str, bytes, str]] = (),
-    message_id: Optional[str] = None,
+    message_id: str | None = None,
 ) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
@@ -30,6 +30,8 @@ def make_message(
     return msg.as_bytes(policy=SMTP)
 
 
-def send(port: int, raw: bytes, rcpt: str | list[str] = "soumu@city.example.jp", mail_from: str = "mta@city.example.jp") -> dict:
+def send(
+    port: int, raw: bytes, rcpt: str | list[str] = "soumu@city.example.jp", mail_from: str = "mta@city.example.jp"
+) -> dict:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         return client.sendmail(mail_from, rcpt, raw)

@@ -16,8 +16,16 @@ from .mails import make_message, send
 
 def _send_and_wait(service: ServiceThread, api: httpx.Client, count: int, **kwargs) -> list[dict]:
     for i in range(count):
-        send(service.smtp_port, make_message(subject=kwargs.get("subject", f"件名 {i}"), **{k: v for k, v in kwargs.items() if k != "subject"}))
-    return wait_for(lambda: (r := api.get("/api/v1/messages", params={"limit": 200}).json()["items"]) and len(r) >= count and r, timeout=5)
+        send(
+            service.smtp_port,
+            make_message(
+                subject=kwargs.get("subject", f"件名 {i}"), **{k: v for k, v in kwargs.items() if k != "subject"}
+            ),
+        )
+    return wait_for(
+        lambda: (r := api.get("/api/v1/messages", params={"limit": 200}).json()["items"]) and len(r) >= count and r,
+        timeout=5,
+    )
 
 
 class TestAuthentication:
@@ -54,7 +62,15 @@ class TestListing:
         body = api.get("/api/v1/messages").json()
         assert body["next_cursor"] is None
         assert [i["subject"] for i in body["items"]] == ["件名 2", "件名 1", "件名 0"]
-        assert set(body["items"][0]) == {"id", "address", "received_at", "from", "subject", "attachment_count", "status"}
+        assert set(body["items"][0]) == {
+            "id",
+            "address",
+            "received_at",
+            "from",
+            "subject",
+            "attachment_count",
+            "status",
+        }
 
     def test_cursor_pagination_walks_every_message_once(self, service: ServiceThread, api: httpx.Client) -> None:
         _send_and_wait(service, api, 7)
@@ -68,19 +84,25 @@ class TestListing:
                 break
         assert len(seen) == 7 and len(set(seen)) == 7
 
-    def test_filters_by_address_status_and_text(self, service: ServiceThread, api: httpx.Client, services: Services) -> None:
+    def test_filters_by_address_status_and_text(
+        self, service: ServiceThread, api: httpx.Client, services: Services
+    ) -> None:
         services.addresses.add("jinji@city.example.jp", "人事課")
         send(service.smtp_port, make_message(subject="人事異動の内示"), rcpt="jinji@city.example.jp")
         send(service.smtp_port, make_message(subject="予算の照会"))
         wait_for(lambda: len(api.get("/api/v1/messages").json()["items"]) == 2, timeout=5)
         by_address = api.get("/api/v1/messages", params={"address": "JINJI@city.example.jp"}).json()["items"]
         assert [i["subject"] for i in by_address] == ["人事異動の内示"]
-        assert [i["subject"] for i in api.get("/api/v1/messages", params={"q": "照会"}).json()["items"]] == ["予算の照会"]
+        assert [i["subject"] for i in api.get("/api/v1/messages", params={"q": "照会"}).json()["items"]] == [
+            "予算の照会"
+        ]
         assert len(api.get("/api/v1/messages", params={"status": "new"}).json()["items"]) == 2
         assert api.get("/api/v1/messages", params={"status": "registered"}).json()["items"] == []
 
     def test_attachment_count_is_listed(self, service: ServiceThread, api: httpx.Client) -> None:
-        items = _send_and_wait(service, api, 1, attachments=[("a.pdf", b"%PDF", "application/pdf"), ("b.txt", b"b", "text/plain")])
+        items = _send_and_wait(
+            service, api, 1, attachments=[("a.pdf", b"%PDF", "application/pdf"), ("b.txt", b"b", "text/plain")]
+        )
         assert items[0]["attachment_count"] == 2
 
     @pytest.mark.parametrize(
@@ -97,20 +119,40 @@ class TestDetailAndFiles:
     def test_detail_has_the_documented_fields(self, service: ServiceThread, api: httpx.Client) -> None:
         items = _send_and_wait(service, api, 1, attachments=[("見積書.pdf", b"%PDF-1.4 quote", "application/pdf")])
         detail = api.get(f"/api/v1/messages/{items[0]['id']}").json()
-        assert {"id", "address", "received_at", "message_id", "from", "to", "cc", "subject", "date", "text",
-                "has_html", "attachments", "status", "problems"} <= set(detail)
-        assert detail["attachments"] == [{
-            "id": detail["attachments"][0]["id"],
-            "filename": "見積書.pdf",
-            "content_type": "application/pdf",
-            "size": len(b"%PDF-1.4 quote"),
-            "sha256": hashlib.sha256(b"%PDF-1.4 quote").hexdigest(),
-        }]
+        assert {
+            "id",
+            "address",
+            "received_at",
+            "message_id",
+            "from",
+            "to",
+            "cc",
+            "subject",
+            "date",
+            "text",
+            "has_html",
+            "attachments",
+            "status",
+            "problems",
+        } <= set(detail)
+        assert detail["attachments"] == [
+            {
+                "id": detail["attachments"][0]["id"],
+                "filename": "見積書.pdf",
+                "content_type": "application/pdf",
+                "size": len(b"%PDF-1.4 quote"),
+                "sha256": hashlib.sha256(b"%PDF-1.4 quote").hexdigest(),
+            }
+        ]
         assert detail["has_html"] is False and detail["problems"] == []
 
-    def test_attachment_download_is_exact_with_a_safe_disposition(self, service: ServiceThread, api: httpx.Client) -> None:
+    def test_attachment_download_is_exact_with_a_safe_disposition(
+        self, service: ServiceThread, api: httpx.Client
+    ) -> None:
         data = bytes(range(256)) * 10
-        items = _send_and_wait(service, api, 1, attachments=[('../../etc/報告"書".bin', data, "application/octet-stream")])
+        items = _send_and_wait(
+            service, api, 1, attachments=[('../../etc/報告"書".bin', data, "application/octet-stream")]
+        )
         attachment = api.get(f"/api/v1/messages/{items[0]['id']}").json()["attachments"][0]
         response = api.get(f"/api/v1/attachments/{attachment['id']}")
         assert response.status_code == 200

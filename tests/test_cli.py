@@ -45,9 +45,12 @@ def _stored(settings: Settings) -> list[Message]:
 
 class TestAddressCommands:
     def test_add_list_disable_enable(self, settings: Settings) -> None:
-        assert "added soumu@city.example.jp (総務課)" in run_cli(
-            settings, "address", "add", "Soumu@City.Example.JP", "--section", "総務課", "--label", "総務課代表"
-        ).stdout
+        assert (
+            "added soumu@city.example.jp (総務課)"
+            in run_cli(
+                settings, "address", "add", "Soumu@City.Example.JP", "--section", "総務課", "--label", "総務課代表"
+            ).stdout
+        )
         listing = run_cli(settings, "address", "list").stdout
         assert "soumu@city.example.jp\tenabled \t総務課\t0 messages  総務課代表" in listing
         run_cli(settings, "address", "disable", "soumu@city.example.jp")
@@ -68,7 +71,7 @@ class TestAddressCommands:
 
     def test_a_bad_config_file_is_reported(self, settings: Settings, tmp_path: Path) -> None:
         config = tmp_path / "bad.toml"
-        config.write_text('smtp_prot = 25\n')
+        config.write_text("smtp_prot = 25\n")
         result = run_cli(settings, "address", "list", "--config", str(config), check=False)
         assert result.returncode == 2
         assert "unknown setting(s)" in result.stderr and "smtp_prot" in result.stderr

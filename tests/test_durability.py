@@ -9,9 +9,10 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -98,13 +99,15 @@ class TestSpoolRecovery:
         self, settings: Settings, services, designated: str, start_service, tmp_path: Path
     ) -> None:
         spool = services.spool
-        good = make_message(subject="正常なメール")
-        for subject, raw, cut in (("正常なメール", good, False), ("途中で切れたメール", make_message(subject="途中で切れたメール"), True)):
+        for raw, cut in (
+            (make_message(subject="正常なメール"), False),
+            (make_message(subject="途中で切れたメール"), True),
+        ):
             writer = spool.open()
             writer.write(raw)
             spooled = spool.commit(
                 writer,
-                Envelope("a@example.jp", (designated,), "127.0.0.1", __import__("datetime").datetime.now().astimezone()),
+                Envelope("a@example.jp", (designated,), "127.0.0.1", datetime.now().astimezone()),
             )
             if cut:
                 with open(spooled.path, "r+b") as fh:
@@ -224,7 +227,9 @@ class TestDatabaseOutage:
     ) -> None:
         parts = urlsplit(postgres_url)
         proxy = TcpProxy(parts.port or 5432).start()
-        settings = make_settings(database_url=urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}")))
+        settings = make_settings(
+            database_url=urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        )
         services = build_services(settings)
         services.addresses.add("soumu@city.example.jp", "総務課")
         services.close()

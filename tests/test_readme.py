@@ -32,7 +32,9 @@ def test_the_readme_has_exactly_a_run_and_a_test_command() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     script = (ROOT / ".ci" / "run").read_text()
-    commands = [line for line in script.splitlines() if line and not line.startswith("#") and not line.startswith("set ")]
+    commands = [
+        line for line in script.splitlines() if line and not line.startswith("#") and not line.startswith("set ")
+    ]
     assert commands[-1] == "exec " + readme_commands()[1]
 
 
@@ -64,14 +66,23 @@ def test_the_run_command_serves_on_a_fresh_clone(tmp_path: Path) -> None:
     http_port = 8000 if _port_free(8000) else free_port()
     env.update(MAILINTAKE_SMTP_PORT=str(smtp_port), MAILINTAKE_HTTP_PORT=str(http_port))
     log = open(tmp_path / "run.log", "wb")
-    run = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = subprocess.Popen(
+        ["make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for(lambda: not _port_free(http_port) or run.poll() is not None, timeout=300, interval=0.2)
         assert run.poll() is None, (tmp_path / "run.log").read_text(errors="replace")
         cli = clone / ".venv" / "bin" / "mailintake"
-        subprocess.run([str(cli), "address", "add", "soumu@city.example.jp", "--section", "総務課"], cwd=clone, env=env, check=True)
+        subprocess.run(
+            [str(cli), "address", "add", "soumu@city.example.jp", "--section", "総務課"], cwd=clone, env=env, check=True
+        )
         token = subprocess.run(
-            [str(cli), "token", "create", "文書管理システム"], cwd=clone, env=env, check=True, capture_output=True, text=True
+            [str(cli), "token", "create", "文書管理システム"],
+            cwd=clone,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.split()[-1]
         started = time.monotonic()
         send(smtp_port, make_message(subject="初めてのメール"))

@@ -135,9 +135,7 @@ class TestRelayControl:
         with smtplib.SMTP("127.0.0.1", svc.smtp_port, source_address=("127.0.0.2", 0), timeout=10) as client:
             assert client.noop()[0] == 250
 
-    def test_connections_over_the_cap_are_told_to_retry(
-        self, make_settings, database_url: str, start_service
-    ) -> None:
+    def test_connections_over_the_cap_are_told_to_retry(self, make_settings, database_url: str, start_service) -> None:
         svc = start_service(make_settings(database_url=database_url, max_connections=2))
         first = smtplib.SMTP("127.0.0.1", svc.smtp_port, timeout=10)
         second = smtplib.SMTP("127.0.0.1", svc.smtp_port, timeout=10)
@@ -214,7 +212,12 @@ class TestDataTransparency:
         sock = _raw_session(service.smtp_port)
         with sock:
             _read_reply(sock)
-            for command in (b"EHLO mta\r\n", b"MAIL FROM:<a@example.jp>\r\n", b"RCPT TO:<soumu@city.example.jp>\r\n", b"DATA\r\n"):
+            for command in (
+                b"EHLO mta\r\n",
+                b"MAIL FROM:<a@example.jp>\r\n",
+                b"RCPT TO:<soumu@city.example.jp>\r\n",
+                b"DATA\r\n",
+            ):
                 sock.sendall(command)
                 _read_reply(sock)
             sock.sendall(
@@ -236,15 +239,20 @@ class TestDataTransparency:
 
     def test_lines_longer_than_the_rfc_limit_are_kept_whole(self, service: ServiceThread, api: httpx.Client) -> None:
         long_line = "長" * 2000
-        raw = ("Subject: long\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-               + long_line + "\r\n").encode()
+        raw = (
+            "Subject: long\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            + long_line
+            + "\r\n"
+        ).encode()
         send(service.smtp_port, raw)
         item = wait_for(lambda: _items(api), timeout=2)[0]
         assert api.get(f"/api/v1/messages/{item['id']}/raw").content == raw
 
 
 class TestDuplicates:
-    def test_the_same_bytes_resent_are_stored_once(self, service: ServiceThread, api: httpx.Client, services: Services) -> None:
+    def test_the_same_bytes_resent_are_stored_once(
+        self, service: ServiceThread, api: httpx.Client, services: Services
+    ) -> None:
         """RFC 1047: the MTA re-sends after a lost 250."""
         raw = make_message()
         send(service.smtp_port, raw)
