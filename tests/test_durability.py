@@ -9,8 +9,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -127,56 +125,53 @@ class TestSpoolRecovery:
         assert _subjects_stored(settings) == {}
 
 
-@contextmanager
-def _tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+@pytest.fixture
+def service_on_tmpfs_spool(make_settings, database_url: str, tmp_path: Path, start_service, mount_available: bool):
+    """A running service whose spool is a small tmpfs the test can fill or
+    make read-only; returns (settings, spool mount point)."""
+    require(mount_available, "needs permission to mount a small tmpfs")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(spool_dir)], check=True)
+    settings = make_settings(database_url=database_url, spool_dir=spool_dir)
+    services = build_services(settings)
+    services.addresses.add("soumu@city.example.jp", "総務課")
+    services.close()
+    start_service(settings)
     try:
-        yield path
+        yield settings, spool_dir
     finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        subprocess.run(["umount", "-l", str(spool_dir)], check=False)
+
+
+def _remount(spool_dir: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(spool_dir)], check=True)
 
 
 class TestSpoolFaults:
-    def test_a_full_spool_gives_452_and_mail_is_accepted_again_once_there_is_room(
-        self, make_settings, database_url: str, tmp_path: Path, start_service, mount_available: bool
-    ) -> None:
-        require(mount_available, "needs permission to mount a small tmpfs")
-        with _tmpfs(tmp_path / "spool", "1m") as spool_dir:
-            settings = make_settings(database_url=database_url, spool_dir=spool_dir)
-            services = build_services(settings)
-            services.addresses.add("soumu@city.example.jp", "総務課")
-            start_service(settings)
-            big = make_message(attachments=[("大きな資料.bin", b"\0" * 2_000_000, "application/octet-stream")])
-            with pytest.raises(smtplib.SMTPDataError) as refused:
-                send(settings.smtp_port, big)
-            assert refused.value.smtp_code == 452
-            assert refused.value.smtp_error.startswith(b"4.3.1")
-            # The partial file was removed, so the next mail fits.
-            assert send(settings.smtp_port, make_message(subject="小さなメール")) == {}
-            # More room (the MTA's retry): the big one is accepted too.
-            subprocess.run(["mount", "-o", "remount,size=8m", str(spool_dir)], check=True)
-            assert send(settings.smtp_port, big) == {}
-            wait_for(lambda: len(_subjects_stored(settings)) == 2, timeout=5)
-            services.close()
+    def test_a_full_spool_gives_452_and_mail_is_accepted_again_once_there_is_room(self, service_on_tmpfs_spool) -> None:
+        settings, spool_dir = service_on_tmpfs_spool
+        big = make_message(attachments=[("大きな資料.bin", b"\0" * 2_000_000, "application/octet-stream")])
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(settings.smtp_port, big)
+        assert refused.value.smtp_code == 452
+        assert refused.value.smtp_error.startswith(b"4.3.1")
+        # The partial file was removed, so the next mail fits.
+        assert send(settings.smtp_port, make_message(subject="小さなメール")) == {}
+        # More room (the MTA's retry): the big one is accepted too.
+        _remount(spool_dir, "size=8m")
+        assert send(settings.smtp_port, big) == {}
+        wait_for(lambda: len(_subjects_stored(settings)) == 2, timeout=5)
 
-    def test_a_read_only_spool_gives_451_and_recovers(
-        self, make_settings, database_url: str, tmp_path: Path, start_service, mount_available: bool
-    ) -> None:
-        require(mount_available, "needs permission to mount a small tmpfs")
-        with _tmpfs(tmp_path / "spool", "4m") as spool_dir:
-            settings = make_settings(database_url=database_url, spool_dir=spool_dir)
-            services = build_services(settings)
-            services.addresses.add("soumu@city.example.jp", "総務課")
-            start_service(settings)
-            subprocess.run(["mount", "-o", "remount,ro", str(spool_dir)], check=True)
-            with pytest.raises(smtplib.SMTPDataError) as refused:
-                send(settings.smtp_port, make_message())
-            assert refused.value.smtp_code == 451
-            subprocess.run(["mount", "-o", "remount,rw", str(spool_dir)], check=True)
-            assert send(settings.smtp_port, make_message(subject="復旧後")) == {}
-            wait_for(lambda: _subjects_stored(settings) == {"復旧後": 1}, timeout=5)
-            services.close()
+    def test_a_read_only_spool_gives_451_and_recovers(self, service_on_tmpfs_spool) -> None:
+        settings, spool_dir = service_on_tmpfs_spool
+        _remount(spool_dir, "ro")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(settings.smtp_port, make_message())
+        assert refused.value.smtp_code == 451
+        _remount(spool_dir, "rw")
+        assert send(settings.smtp_port, make_message(subject="復旧後")) == {}
+        wait_for(lambda: _subjects_stored(settings) == {"復旧後": 1}, timeout=5)
 
 
 class TestDatabaseOutage:
