@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +13,7 @@ from starlette.routing import Route
 
 from .blobs import BlobStore, OriginalStore
 from .errors import BadRequest
+from .filenames import download_name
 from .messages import MessageQuery, MessageStore
 from .tokens import TokenService
 
@@ -22,14 +22,11 @@ _SAFE_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$
 
 def content_disposition(filename: str, fallback: str) -> str:
     """RFC 6266: an ASCII ``filename`` for old clients and ``filename*``."""
-    cleaned = "".join(ch for ch in filename if unicodedata.category(ch)[0] != "C")
-    cleaned = cleaned.replace("/", "_").replace("\\", "_").strip(" .")
-    if not cleaned:
-        cleaned = fallback
-    ascii_name = "".join(ch if 0x20 < ord(ch) < 0x7F and ch not in '"%;\\' else "_" for ch in cleaned)
+    name = download_name(filename, fallback)
+    ascii_name = "".join(ch if 0x20 < ord(ch) < 0x7F and ch not in '"%;\\' else "_" for ch in name)
     if set(ascii_name) <= {"_", "."}:
         ascii_name = fallback
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def safe_content_type(value: str) -> str:

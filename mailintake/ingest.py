@@ -326,5 +326,6 @@ def _attachment_values(message_id: int, attachment: ParsedAttachment) -> dict[st
         "sha256": attachment.sha256,
         "content_id": attachment.content_id,
         "disposition": attachment.disposition,
+        "parent_position": attachment.parent,
     }
     return {key: _clean(value) for key, value in values.items()}

@@ -193,16 +193,20 @@ def _detail(message: Message) -> dict[str, Any]:
         "has_html": message.html_body is not None,
         "raw_size": message.raw_size,
         "raw_sha256": message.raw_sha256,
-        "attachments": [
-            {
-                "id": a.id,
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "sha256": a.sha256,
-            }
-            for a in message.attachments
-        ],
+        "attachments": [_attachment(a, message.attachments) for a in message.attachments],
         "status": message.status,
         "problems": message.problems,
+    }
+
+
+def _attachment(attachment: Attachment, siblings: list[Attachment]) -> dict[str, Any]:
+    parent = next((a.id for a in siblings if a.position == attachment.parent_position), None)
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        # The attachment (forwarded .eml or winmail.dat) this one came from.
+        "part_of": parent if attachment.parent_position is not None else None,
     }

@@ -125,6 +125,9 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     content_id: Mapped[str] = mapped_column(Text, default="")
     disposition: Mapped[str] = mapped_column(String(32), default="attachment")
+    # Position of the attachment this one came out of (a forwarded message
+    # or winmail.dat), if any.
+    parent_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiToken(Base):

@@ -142,6 +142,7 @@ class TestDetailAndFiles:
                 "content_type": "application/pdf",
                 "size": len(b"%PDF-1.4 quote"),
                 "sha256": hashlib.sha256(b"%PDF-1.4 quote").hexdigest(),
+                "part_of": None,
             }
         ]
         assert detail["has_html"] is False and detail["problems"] == []
