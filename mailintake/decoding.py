@@ -82,16 +82,37 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessa
     ingester flushes once per batch.
     """
     parser = BytesFeedParser(policy=policy.compat32)
-    with open(path, "rb") as fh:
-        for chunk in read_exactly(fh, size, _FEED_CHUNK):
-            parser.feed(chunk)
-    return decode_message(parser.close(), BlobStore(blob_root))
+    try:
+        with open(path, "rb") as fh:
+            for chunk in read_exactly(fh, size, _FEED_CHUNK):
+                parser.feed(chunk)
+        return decode_message(parser.close(), BlobStore(blob_root))
+    except RecursionError:
+        with open(path, "rb") as fh:
+            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root)
 
 
 def parse_bytes(raw: bytes, blob_root: Path) -> ParsedMessage:
     parser = BytesFeedParser(policy=policy.compat32)
-    parser.feed(raw)
-    return decode_message(parser.close(), BlobStore(blob_root))
+    try:
+        parser.feed(raw)
+        return decode_message(parser.close(), BlobStore(blob_root))
+    except RecursionError:
+        return _headers_only(raw[:_HEADER_SCAN], blob_root)
+
+
+_HEADER_SCAN = 1 << 20
+NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
+
+
+def _headers_only(head: bytes, blob_root: Path) -> ParsedMessage:
+    """The standard parser recurses once per nesting level, so a nesting
+    bomb exhausts the stack: keep at least the headers."""
+    parser = BytesFeedParser(policy=policy.compat32)
+    parser.feed(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    out = decode_message(parser.close(), BlobStore(blob_root))
+    out.problem(NESTING_NOTE)
+    return out
 
 
 def decode_message(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
@@ -150,6 +171,8 @@ def decode_header_value(value: str, problems: list[str] | None = None) -> str:
 def _decode_word(encoding: str, text: str) -> bytes:
     if encoding == "B":
         cleaned = re.sub(r"[^A-Za-z0-9+/]", "", text)
+        if len(cleaned) % 4 == 1:  # a lone trailing character carries no byte
+            cleaned = cleaned[:-1]
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4))
     return binascii.a2b_qp(text.replace("_", " ").encode("ascii", "replace"))
 

@@ -68,7 +68,7 @@ def _compare(entry: dict, detail: dict, api: httpx.Client) -> list[str]:
     if len(got) != len(entry["attachments"]):
         problems.append(f"{len(got)} attachments, expected {len(entry['attachments'])}")
     names_by_id = {a["id"]: a["filename"] for a in got}
-    for want, have in zip(entry["attachments"], got):
+    for want, have in zip(entry["attachments"], got, strict=False):  # counts compared above
         if have["filename"] != want["filename"]:
             problems.append(f"attachment name {have['filename']!r} != {want['filename']!r}")
         if "sha256" in want:
