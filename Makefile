@@ -18,4 +18,6 @@ test: $(BIN)/.installed
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.smtp_throughput
+	$(BIN)/python -m bench.decode
