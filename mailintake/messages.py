@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from . import charsets
 from .addresses import normalize_address
 from .errors import BadRequest, NotFound
 from .models import Address, Attachment, Message
@@ -38,7 +39,8 @@ class MessageQuery:
             raise BadRequest("limit must be an integer") from exc
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
-        q = (params.get("q") or "").strip() or None
+        # The same normalisation as stored text: 〜 finds ～ and − finds －.
+        q = charsets.normalize((params.get("q") or "").strip()) or None
         if q is not None and len(q) > 200:
             raise BadRequest("q is longer than 200 characters")
         return cls(

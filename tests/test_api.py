@@ -99,6 +99,15 @@ class TestListing:
         assert len(api.get("/api/v1/messages", params={"status": "new"}).json()["items"]) == 2
         assert api.get("/api/v1/messages", params={"status": "registered"}).json()["items"] == []
 
+    def test_search_finds_either_form_of_route_dependent_characters(
+        self, service: ServiceThread, api: httpx.Client
+    ) -> None:
+        send(service.smtp_port, make_message(subject="受付 9:00〜17:00（気温 −5 度）"))
+        wait_for(lambda: api.get("/api/v1/messages").json()["items"], timeout=5)
+        for query in ("9:00〜17:00", "9:00～17:00", "−5", "－5"):
+            items = api.get("/api/v1/messages", params={"q": query}).json()["items"]
+            assert [i["subject"] for i in items] == ["受付 9:00～17:00（気温 －5 度）"], query
+
     def test_attachment_count_is_listed(self, service: ServiceThread, api: httpx.Client) -> None:
         items = _send_and_wait(
             service, api, 1, attachments=[("a.pdf", b"%PDF", "application/pdf"), ("b.txt", b"b", "text/plain")]
