@@ -33,6 +33,18 @@ def normalize_address(address: str) -> str:
     return address.lower()
 
 
+def designated_form(rcpt: str, copy_route_suffix: str) -> str:
+    """The designated address an envelope recipient stands for: itself, or,
+    for a copy routed through ``<address>.<copy_route_suffix>``, the
+    address without the suffix."""
+    normalized = normalize_address(rcpt)
+    if copy_route_suffix:
+        tail = "." + copy_route_suffix
+        if normalized.endswith(tail) and "@" in normalized[: -len(tail)]:
+            return normalized[: -len(tail)]
+    return normalized
+
+
 def validate_address(address: str) -> str:
     normalized = normalize_address(address)
     local, sep, domain = normalized.rpartition("@")
@@ -126,14 +138,15 @@ class AddressBook:
     closed.
     """
 
-    def __init__(self, snapshot_path: Path) -> None:
+    def __init__(self, snapshot_path: Path, copy_route_suffix: str = "") -> None:
         self.snapshot_path = snapshot_path
+        self.copy_route_suffix = copy_route_suffix
         self._stamp: tuple[int, int, int] | None = None
         self._enabled: frozenset[str] = frozenset()
 
     def accepts(self, address: str) -> bool:
         self._refresh()
-        return normalize_address(address) in self._enabled
+        return designated_form(address, self.copy_route_suffix) in self._enabled
 
     def _refresh(self) -> None:
         try:

@@ -160,6 +160,58 @@ def address_enable(settings: Settings, address_text: str) -> None:
     click.echo(f"enabled {info.address}")
 
 
+# -- MTA configuration -----------------------------------------------------------
+
+
+@cli.command("mta-config")
+@click.argument("mta", type=click.Choice(["postfix", "sendmail"]))
+@click.option(
+    "--mode",
+    type=click.Choice(["copy", "divert"]),
+    default="divert",
+    show_default=True,
+    help="copy: the mailbox keeps the mail and a copy comes here; divert: it comes only here.",
+)
+@click.option(
+    "--relay",
+    "relay",
+    default=None,
+    metavar="HOST:PORT",
+    help="Where the MTA reaches the relay (default: smtp_host:smtp_port).",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the map files, main.cf/sendmail.mc lines and commands.sh here instead of printing.",
+)
+@click.option("--map-dir", default=None, help="Folder the maps will live in (default /etc/postfix or /etc/mail).")
+@common_options
+def mta_config(
+    settings: Settings, mta: str, mode: str, relay: str | None, output: Path | None, map_dir: str | None
+) -> None:
+    """Generate the Postfix or Sendmail configuration for the enabled addresses."""
+    from . import mta_config as generator
+
+    host, port = _host_port(relay) if relay else (settings.smtp_host, settings.smtp_port)
+    enabled = [info.address for info in _services(settings).addresses.list() if info.enabled]
+    build = generator.postfix if mta == "postfix" else generator.sendmail
+    extra = {"map_dir": map_dir} if map_dir else {}
+    config = build(enabled, mode, host, port, settings.copy_route_suffix, **extra)
+    if output is None:
+        click.echo(config.render(), nl=False)
+        return
+    for path in config.write(output):
+        click.echo(f"wrote {path}")
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
 # -- API tokens -------------------------------------------------------------------
 
 

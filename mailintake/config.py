@@ -39,6 +39,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("spool_dir", "", "Spool folder for accepted raw mail; empty means DATA_DIR/spool."),
     Setting("smtp_host", "127.0.0.1", "Address the SMTP relay listens on."),
+    Setting(
+        "copy_route_suffix",
+        "mailintake.internal",
+        "Domain suffix of the addresses the MTA sends copies to in copy mode: "
+        "soumu@city.example.jp.SUFFIX counts as soumu@city.example.jp.",
+    ),
     Setting("smtp_port", 2525, "Port the SMTP relay listens on."),
     Setting("smtp_hostname", "", "Name in the SMTP greeting; empty means this host's FQDN."),
     Setting(
@@ -76,6 +82,7 @@ class Settings:
     database_url: str
     spool_dir: Path
     smtp_host: str
+    copy_route_suffix: str
     smtp_port: int
     smtp_hostname: str
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
@@ -163,6 +170,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         database_url=database_url,
         spool_dir=spool_dir,
         smtp_host=str(raw["smtp_host"]),
+        copy_route_suffix=str(raw["copy_route_suffix"]).strip(".").lower(),
         smtp_port=_int(raw, "smtp_port", minimum=0),
         smtp_hostname=str(raw["smtp_hostname"]),
         relay_networks=_networks(raw["relay_networks"]),

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .addresses import normalize_address
+from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .db import create_schema
@@ -196,7 +196,7 @@ class Ingester:
 
     def _store(self, session: Session, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
         wanted = {
-            (normalize_address(rcpt), spooled.sha256) for spooled, _ in items for rcpt in spooled.envelope.rcpt_tos
+            (self._designated(rcpt), spooled.sha256) for spooled, _ in items for rcpt in spooled.envelope.rcpt_tos
         }
         address_ids = self._address_ids(session, {a for a, _ in wanted})
         existing: set[tuple[int, str]] = set(
@@ -211,7 +211,7 @@ class Ingester:
         rows: list[dict[str, object]] = []
         row_attachments: list[ParsedMessage] = []
         for spooled, parsed in items:
-            for rcpt in sorted({normalize_address(r) for r in spooled.envelope.rcpt_tos}):
+            for rcpt in sorted({self._designated(r) for r in spooled.envelope.rcpt_tos}):
                 key = (address_ids[rcpt], spooled.sha256)
                 if key in existing:
                     duplicates += 1
@@ -232,6 +232,9 @@ class Ingester:
             if attachment_rows:
                 session.execute(insert(Attachment), attachment_rows)
         return stored, duplicates
+
+    def _designated(self, rcpt: str) -> str:
+        return designated_form(rcpt, self.settings.copy_route_suffix)
 
     def _store_one_by_one(self, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
         stored = duplicates = 0

@@ -261,7 +261,9 @@ class SmtpRelay:
         self.spool = spool
         self.on_spooled = on_spooled
         self.gate = ConnectionGate(settings.relay_networks, settings.max_connections)
-        self.handler = IntakeHandler(AddressBook(settings.address_snapshot), settings.max_message_size)
+        self.handler = IntakeHandler(
+            AddressBook(settings.address_snapshot, settings.copy_route_suffix), settings.max_message_size
+        )
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> IntakeSMTP:
