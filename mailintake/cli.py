@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from .config import Settings, load_settings
@@ -246,6 +247,31 @@ def token_revoke(settings: Settings, name: str) -> None:
     click.echo(f"revoked {name}")
 
 
+# -- backup -------------------------------------------------------------------------
+
+
+@cli.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@common_options
+def backup_command(settings: Settings, destination: Path) -> None:
+    """Back up database, spool, originals and attachments (safe while running)."""
+    from .backup import backup
+
+    result = backup(_services(settings), destination)
+    click.echo(f"backup in {result.path}: {sum(result.rows.values())} rows, {result.files} files")
+
+
+@cli.command("restore")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@common_options
+def restore_command(settings: Settings, source: Path) -> None:
+    """Restore a backup into an empty data folder and database."""
+    from .backup import restore
+
+    result = restore(_services(settings), source)
+    click.echo(f"restored {sum(result.rows.values())} rows, {result.files} files from {result.path}")
+
+
 # -- backlog import -------------------------------------------------------------
 
 
@@ -279,4 +305,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        click.echo(f"error: database: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True)
         sys.exit(1)
