@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,6 +20,7 @@ from . import web  # type: ignore[attr-defined]  # mapped from ./web by pyprojec
 from .api import Api
 from .db import database_reachable
 from .errors import MailintakeError
+from .metrics import render as render_metrics
 from .services import Services
 
 SECURITY_HEADERS = [
@@ -71,6 +73,10 @@ def create_app(services: Services) -> Starlette:
         ok = state["database"] and state["spool_writable"]
         return JSONResponse(dict(state, status="ok" if ok else "degraded"), status_code=200 if ok else 503)
 
+    def metrics(request: Request) -> Response:
+        body = render_metrics(services.settings.data_dir, services.spool.backlog, services.engine)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     def index(request: Request) -> Response:
         state = health(services)
         try:
@@ -93,6 +99,7 @@ def create_app(services: Services) -> Starlette:
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         *api.routes(),
         Mount("/static", app=StaticFiles(directory=str(web.STATIC_DIR)), name="static"),
     ]

@@ -29,6 +29,7 @@ from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .db import create_schema
 from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
+from .metrics import metrics_dir, write_json
 from .models import Address, Attachment, Message, utcnow
 from .spool import Spool, SpoolCorrupt, SpooledMessage
 
@@ -156,12 +157,15 @@ class Ingester:
         self.stats.stored += stored
         self.stats.duplicates += duplicates
         newest = max(s.envelope.received_at for s, _ in items)
-        log.info(
-            "stored %d message(s), %d duplicate(s), latency %.2fs",
-            stored,
-            duplicates,
-            (utcnow() - newest).total_seconds(),
-        )
+        latency = (utcnow() - newest).total_seconds()
+        log.info("stored %d message(s), %d duplicate(s), latency %.2fs", stored, duplicates, latency)
+        try:
+            write_json(
+                metrics_dir(self.settings.data_dir) / "ingest.json",
+                {"stored": self.stats.stored, "latency_seconds": latency},
+            )
+        except OSError:
+            pass  # metrics must never hold up ingestion
         return len(items)
 
     def _load_and_parse(self, spool_ids: list[str]) -> list[tuple[SpooledMessage, ParsedMessage]]:

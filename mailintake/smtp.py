@@ -28,6 +28,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from .addresses import AddressBook
 from .config import Settings
 from .errors import SpoolError
+from .metrics import RelayMetrics
 from .spool import Envelope, Spool, SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 class ConnectionGate:
     """Shared by all connections of one relay: who may connect, and how many."""
 
-    def __init__(self, networks: tuple[Any, ...], max_connections: int) -> None:
+    def __init__(self, networks: tuple[Any, ...], max_connections: int, metrics: RelayMetrics) -> None:
         self.networks = networks
         self.max_connections = max_connections
+        self.metrics = metrics
         self.active = 0
 
     def allows(self, host: str) -> bool:
@@ -60,9 +62,10 @@ class ConnectionGate:
 class IntakeHandler:
     """aiosmtpd hooks: validates the envelope; DATA is IntakeSMTP's."""
 
-    def __init__(self, address_book: AddressBook, max_message_size: int) -> None:
+    def __init__(self, address_book: AddressBook, max_message_size: int, metrics: RelayMetrics) -> None:
         self.address_book = address_book
         self.max_message_size = max_message_size
+        self.metrics = metrics
 
     async def handle_EHLO(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, hostname: str, responses: list[str]
@@ -78,6 +81,7 @@ class IntakeHandler:
         for option in mail_options:
             key, _, value = option.partition("=")
             if key.upper() == "SIZE" and value.isdigit() and int(value) > self.max_message_size:
+                self.metrics.refuse("too_big")
                 return REPLY_TOO_BIG
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -87,6 +91,7 @@ class IntakeHandler:
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         if not self.address_book.accepts(address):
+            self.metrics.refuse("unknown_recipient")
             log.info("refused RCPT %s from %s", address, session.peer)
             return f"550 5.1.1 <{address}>: Recipient address rejected: not a designated receiving address"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
@@ -127,9 +132,11 @@ class IntakeSMTP(SMTP):
             reply = None
             if not self._gate.allows(host):
                 reply = REPLY_NOT_RELAY
+                self._gate.metrics.refuse("not_relay_network")
                 log.warning("refused connection from %s: not a relay network", host)
             elif self._gate.active >= self._gate.max_connections:
                 reply = REPLY_TOO_MANY_CONNECTIONS
+                self._gate.metrics.refuse("too_many_connections")
                 log.warning("refused connection from %s: %d connections open", host, self._gate.active)
             if reply is not None:
                 self._refused = True
@@ -171,10 +178,12 @@ class IntakeSMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        metrics = self._gate.metrics
         try:
             self._spool.check_writable()
             writer = self._spool.open()
         except SpoolError as exc:
+            metrics.refuse("spool_error")
             log.error("spool unavailable: %s", exc)
             await self.push(exc.smtp_reply)
             return
@@ -187,12 +196,18 @@ class IntakeSMTP(SMTP):
                 try:
                     spooled = await self._spool.commit_async(writer, envelope)
                 except SpoolError as exc:
+                    metrics.refuse("spool_error")
                     log.error("spool commit failed: %s", exc)
                     outcome = exc.smtp_reply
                 else:
+                    metrics.accept()
                     committed = True
                     self._on_spooled(spooled)
                     outcome = f"250 2.0.0 Ok: queued as {spooled.spool_id}"
+            elif outcome == REPLY_TOO_BIG:
+                metrics.refuse("too_big")
+            else:
+                metrics.refuse("spool_error")
         finally:
             if not committed:
                 writer.abort()
@@ -260,10 +275,12 @@ class SmtpRelay:
         self.settings = settings
         self.spool = spool
         self.on_spooled = on_spooled
-        self.gate = ConnectionGate(settings.relay_networks, settings.max_connections)
+        self.metrics = RelayMetrics(settings.data_dir)
+        self.gate = ConnectionGate(settings.relay_networks, settings.max_connections, self.metrics)
         self.handler = IntakeHandler(
-            AddressBook(settings.address_snapshot, settings.copy_route_suffix), settings.max_message_size
+            AddressBook(settings.address_snapshot, settings.copy_route_suffix), settings.max_message_size, self.metrics
         )
+        self._publisher: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> IntakeSMTP:
@@ -285,7 +302,14 @@ class SmtpRelay:
         self._server = await loop.create_server(
             self._protocol, host=self.settings.smtp_host, port=self.settings.smtp_port, reuse_address=True
         )
+        self._publisher = asyncio.create_task(self._publish_metrics())
         log.info("SMTP relay listening on %s", self.address_text)
+
+    async def _publish_metrics(self) -> None:
+        # Counters are rate-limited when they change; this writes the last ones.
+        while True:
+            await asyncio.sleep(1.0)
+            self.metrics.publish()
 
     @property
     def port(self) -> int:
@@ -301,4 +325,8 @@ class SmtpRelay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._publisher is not None:
+            self._publisher.cancel()
+            self._publisher = None
+        self.metrics.publish(force=True)
         self.spool.close()

@@ -1,0 +1,50 @@
+"""/metrics in Prometheus text format."""
+
+from __future__ import annotations
+
+import smtplib
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import ServiceThread, wait_for
+from .mails import make_message, send
+
+
+def _samples(service: ServiceThread) -> dict[tuple[str, tuple], float]:
+    response = httpx.get(f"{service.base_url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_count_accepted_refused_ingested_and_backlog(service: ServiceThread) -> None:
+    send(service.smtp_port, make_message())
+    send(service.smtp_port, make_message(subject="2通目"))
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(service.smtp_port, make_message(), rcpt="nobody@city.example.jp")
+    with pytest.raises(smtplib.SMTPConnectError):
+        smtplib.SMTP("127.0.0.1", service.smtp_port, source_address=("127.0.0.2", 0), timeout=10)
+
+    def settled():
+        s = _samples(service)
+        return (
+            s.get(("mailintake_ingested_total", ()), 0) == 2
+            and s.get(("mailintake_smtp_accepted_total", ()), 0) == 2
+            and s
+        )
+
+    samples = wait_for(settled, timeout=10, interval=0.2)
+    assert samples[("mailintake_smtp_refused_total", (("reason", "unknown_recipient"),))] == 1
+    assert samples[("mailintake_smtp_refused_total", (("reason", "not_relay_network"),))] == 1
+    assert samples[("mailintake_smtp_refused_total", (("reason", "too_big"),))] == 0
+    assert samples[("mailintake_ingest_backlog", ())] == 0
+    assert samples[("mailintake_messages", (("status", "new"),))] == 2
+    assert samples[("mailintake_messages", (("status", "registered"),))] == 0
+    assert samples[("mailintake_database_up", ())] == 1
+    assert 0 <= samples[("mailintake_ingest_latency_seconds", ())] < 10
