@@ -247,6 +247,40 @@ def token_revoke(settings: Settings, name: str) -> None:
     click.echo(f"revoked {name}")
 
 
+# -- probe ----------------------------------------------------------------------------
+
+
+@cli.command("probe")
+@click.argument("address_text", metavar="ADDRESS")
+@click.option(
+    "--via", "via", required=True, metavar="HOST:PORT", help="The organisation's MTA to send the probe through."
+)
+@click.option(
+    "--from", "sender", default="mailintake-probe@localhost", show_default=True, help="Envelope and header sender."
+)
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the probe to arrive.")
+@common_options
+def probe_command(settings: Settings, address_text: str, via: str, sender: str, timeout: float) -> None:
+    """Send a probe through the MTA to a designated address and time its arrival."""
+    import time as _time
+
+    from .addresses import normalize_address
+    from .probe import send_probe, wait_for_probe
+
+    services = _services(settings)
+    address = normalize_address(address_text)
+    if not services.addresses.get(address).enabled:
+        raise click.ClickException(f"{address} is disabled; the relay would refuse the probe")
+    host, port = _host_port(via)
+    started = _time.monotonic()
+    probe_id = send_probe(services, address, host, port, sender)
+    result = wait_for_probe(services, probe_id, timeout, started)
+    if result.message_id is None:
+        click.echo(f"probe {probe_id} to {address} via {via}: not arrived within {timeout:g} s", err=True)
+        sys.exit(1)
+    click.echo(f"probe {probe_id} to {address} via {via}: arrived in {result.seconds:.2f} s")
+
+
 # -- backup -------------------------------------------------------------------------
 
 

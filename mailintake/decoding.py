@@ -69,6 +69,7 @@ class ParsedMessage:
     html_body: str | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    probe_header: str = ""
 
     def problem(self, note: str) -> None:
         if note not in self.problems and len(self.problems) < MAX_PROBLEMS:
@@ -125,6 +126,8 @@ def decode_message(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
     out.to = _addresses(msg, "To", out)
     out.cc = _addresses(msg, "Cc", out)
     out.date = _date(msg, out)
+    probe = raw_headers(msg, "X-Mailintake-Probe")
+    out.probe_header = "".join(decode_header_value(probe[0]).split())[:200] if probe else ""
     _Walker(blobs, out).walk(msg)
     if not out.text_body and out.html_body:
         out.text_body = html_to_text(out.html_body)

@@ -31,6 +31,8 @@ from .db import create_schema
 from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
 from .metrics import metrics_dir, write_json
 from .models import Address, Attachment, Message, utcnow
+from .probe import FORGED_NOTE
+from .probe import verify as verify_probe
 from .spool import Spool, SpoolCorrupt, SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -221,7 +223,7 @@ class Ingester:
                     duplicates += 1
                     continue
                 existing.add(key)
-                rows.append(_message_values(spooled, parsed, key[0], rcpt))
+                rows.append(_message_values(spooled, parsed, key[0], rcpt, self._probe_id(parsed)))
                 row_attachments.append(parsed)
                 stored += 1
         if rows:
@@ -236,6 +238,14 @@ class Ingester:
             if attachment_rows:
                 session.execute(insert(Attachment), attachment_rows)
         return stored, duplicates
+
+    def _probe_id(self, parsed: ParsedMessage) -> str | None:
+        if not parsed.probe_header:
+            return None
+        probe_id = verify_probe(self.settings.data_dir, parsed.probe_header)
+        if probe_id is None and FORGED_NOTE not in parsed.problems:
+            parsed.problems.append(FORGED_NOTE)
+        return probe_id
 
     def _designated(self, rcpt: str) -> str:
         return designated_form(rcpt, self.settings.copy_route_suffix)
@@ -297,7 +307,9 @@ def _clean(value: object) -> object:
     return value
 
 
-def _message_values(spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str) -> dict[str, object]:
+def _message_values(
+    spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str, probe_id: str | None = None
+) -> dict[str, object]:
     env = spooled.envelope
     values = {
         "address_id": address_id,
@@ -319,6 +331,7 @@ def _message_values(spooled: SpooledMessage, parsed: ParsedMessage, address_id: 
         "html_body": parsed.html_body,
         "problems": parsed.problems,
         "status": "new",
+        "probe_id": probe_id,
     }
     return {key: _clean(value) for key, value in values.items()}
 

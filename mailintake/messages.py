@@ -93,6 +93,7 @@ class MessageStore:
             )
             .join(Address, Address.id == Message.address_id)
             .outerjoin(attachment_counts, attachment_counts.c.message_id == Message.id)
+            .where(Message.probe_id.is_(None))
             .order_by(Message.received_at.desc(), Message.id.desc())
             .limit(query.limit + 1)
         )
@@ -158,8 +159,9 @@ class MessageStore:
             return row
 
     def count(self) -> int:
+        """Stored messages, probes excluded."""
         with Session(self.engine) as session:
-            return int(session.scalar(select(func.count(Message.id))) or 0)
+            return int(session.scalar(select(func.count(Message.id)).where(Message.probe_id.is_(None))) or 0)
 
 
 def _summary(row: Any) -> dict[str, Any]:

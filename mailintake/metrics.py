@@ -122,7 +122,9 @@ class IntakeCollector(Collector):
         up = GaugeMetricFamily("mailintake_database_up", "1 when the database answered this scrape.")
         try:
             with Session(self.engine) as session:
-                rows = session.execute(select(Message.status, func.count()).group_by(Message.status))
+                rows = session.execute(
+                    select(Message.status, func.count()).where(Message.probe_id.is_(None)).group_by(Message.status)
+                )
                 counts = {status: int(n) for status, n in rows}
             for status in ("new", "registered", "dismissed"):
                 messages.add_metric([status], counts.get(status, 0))

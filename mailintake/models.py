@@ -101,6 +101,9 @@ class Message(Base):
     html_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
 
+    # Set for a genuine probe (see probe.py): kept out of every list.
+    probe_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
     # 未処理 new / 収受済 registered / 対象外 dismissed
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
 

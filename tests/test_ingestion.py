@@ -80,3 +80,14 @@ def test_an_overlong_content_type_is_kept_shortened(service, api: httpx.Client) 
     attachment = api.get(f"/api/v1/messages/{item['id']}").json()["attachments"][0]
     assert attachment["content_type"] == long_type[:255]
     assert attachment["filename"] == "x.bin"
+
+
+def test_a_forged_probe_header_does_not_hide_a_mail(service, api: httpx.Client) -> None:
+    raw = make_message(subject="隠されてはいけないメール").replace(
+        b"\r\n\r\n", b"\r\nX-Mailintake-Probe: 1700000000-0123456789abcdef.00ff\r\n\r\n", 1
+    )
+    send(service.smtp_port, raw)
+    item = wait_for(lambda: api.get("/api/v1/messages").json()["items"], timeout=5)[0]
+    assert item["subject"] == "隠されてはいけないメール"
+    detail = api.get(f"/api/v1/messages/{item['id']}").json()
+    assert any("署名が正しくありません" in p for p in detail["problems"])

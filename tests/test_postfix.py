@@ -141,3 +141,33 @@ def test_postfix_defers_while_mailintake_is_down_and_delivers_once_after(intake,
         assert [(i["address"], i["subject"]) for i in items] == [("jinji@city.example.jp", "停止中に届いた異動情報")]
     finally:
         service.stop()
+
+
+def _probe(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailintake", "probe", *args, "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url),
+    )
+
+
+def test_a_probe_through_postfix_reports_its_arrival_and_stays_out_of_lists(
+    intake, postfix_with, start_service
+) -> None:
+    settings, token = intake
+    start_service(settings)
+    postfix = postfix_with("divert")
+    result = _probe(settings, "soumu@city.example.jp", "--via", f"127.0.0.1:{postfix.port}", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    assert "arrived in" in result.stdout
+    assert _stored(settings, token) == []  # not in the lists
+
+
+def test_a_probe_that_does_not_arrive_is_reported(intake, postfix_with) -> None:
+    settings, _ = intake
+    postfix = postfix_with("divert")  # mailintake is not running: Postfix defers
+    result = _probe(settings, "soumu@city.example.jp", "--via", f"127.0.0.1:{postfix.port}", "--timeout", "3")
+    assert result.returncode == 1
+    assert "not arrived within 3 s" in result.stderr
