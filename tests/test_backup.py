@@ -82,7 +82,9 @@ def test_backup_while_running_restores_the_same_mail(
     assert after == before
     assert len(after) == 5 and all(d["attachment_bytes"] for d in after)
     # The designated address and the API token came back too.
-    assert build_services(restored_settings).addresses.get(designated).section == "総務課"
+    restored_services = build_services(restored_settings)
+    assert restored_services.addresses.get(designated).section == "総務課"
+    restored_services.close()
     if database_url.startswith("postgresql"):
         import sqlalchemy
 
