@@ -390,6 +390,11 @@ def build() -> None:
         "rfc2231-iso2022jp": ("議事録①.pdf", lambda n: f" filename*=ISO-2022-JP''{quote_from_bytes(jis(n))}"),
         "encoded-word-sjis": ("見積書.pdf", lambda n: f' filename="{b_word(n.encode("cp932"), "Shift_JIS")}"'),
     }
+    # Raw 8-bit names: the bytes go into the header as they are (latin-1
+    # round-trips every byte through attachment_part's str).
+    raw_name = "生の名前の添付ファイル.pdf"
+    for key, codec in (("raw-8bit-sjis", "cp932"), ("raw-8bit-utf8", "utf-8")):
+        names[key] = (raw_name, lambda n, c=codec: f' filename="{n.encode(c).decode("latin-1")}"')
     for key, (name, render) in names.items():
         raw = headers(f"filename {key}", "files@example.jp", 'Content-Type: multipart/mixed; boundary="f"')
         raw += b"\r\n--f\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nsee attachment\r\n"
@@ -403,27 +408,6 @@ def build() -> None:
             "files@example.jp",
             "see attachment",
             [expect_attachment(name, XLSX)],
-        )
-    for key, codec in (("raw-8bit-sjis", "cp932"), ("raw-8bit-utf8", "utf-8")):
-        name = "生の名前の添付ファイル.pdf"
-        raw = headers(f"filename {key}", "files@example.jp", 'Content-Type: multipart/mixed; boundary="f"')
-        raw += b"\r\n--f\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nsee attachment\r\n"
-        raw += (
-            b'--f\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="'
-            + name.encode(codec)
-            + b'"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-            + b64_lines(PDF)
-            + b"--f--\r\n"
-        )
-        sample(
-            f"10-filename-{key}.eml",
-            f"4 filename {key}",
-            raw,
-            f"filename {key}",
-            "",
-            "files@example.jp",
-            "see attachment",
-            [expect_attachment(name, PDF)],
         )
 
     # 5. Display names with commas, quotes, encoded words; the real address wins.

@@ -49,20 +49,17 @@ def _subject(text: str, route: str, cut: int) -> str:
     if route == "shift_jis":
         return corpus.b_word(text.encode("cp932"), "Shift_JIS")
     if route == "utf-8-split":
-        data = text.encode("utf-8")
-        return (
-            corpus.split_b_words(data, "UTF-8", max(1, min(cut, len(data) - 1)))
-            if len(data) > 1
-            else corpus.b_word(data, "UTF-8")
-        )
+        return _split(text.encode("utf-8"), "UTF-8", cut)
     if route == "sjis-split":
-        data = text.encode("cp932")
-        return (
-            corpus.split_b_words(data, "Shift_JIS", max(1, min(cut, len(data) - 1)))
-            if len(data) > 1
-            else corpus.b_word(data, "Shift_JIS")
-        )
+        return _split(text.encode("cp932"), "Shift_JIS", cut)
     return corpus.q_word(corpus.jis(text), "ISO-2022-JP")
+
+
+def _split(data: bytes, charset: str, cut: int) -> str:
+    """Two encoded words cut at any byte, or one word for a single byte."""
+    if len(data) < 2:
+        return corpus.b_word(data, charset)
+    return corpus.split_b_words(data, charset, max(1, min(cut, len(data) - 1)))
 
 
 def _disposition(name: str, route: str) -> bytes:
