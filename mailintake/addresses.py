@@ -8,6 +8,8 @@ answering RCPT correctly while the database is unavailable.
 
 from __future__ import annotations
 
+import builtins
+import datetime as dt
 import json
 import logging
 import os
@@ -62,6 +64,7 @@ class AddressInfo:
     label: str
     enabled: bool
     message_count: int
+    last_received: dt.datetime | None = None
 
 
 class AddressService:
@@ -101,22 +104,92 @@ class AddressService:
         raise NotFound(f"no such designated address: {normalized}")
 
     def list(self) -> list[AddressInfo]:
-        counts = select(Message.address_id, func.count(Message.id).label("n")).group_by(Message.address_id).subquery()
+        counts = (
+            select(
+                Message.address_id,
+                func.count(Message.id).label("n"),
+                func.max(Message.received_at).label("last"),
+            )
+            .where(Message.probe_id.is_(None))
+            .group_by(Message.address_id)
+            .subquery()
+        )
         stmt = (
-            select(Address, func.coalesce(counts.c.n, 0))
+            select(Address, func.coalesce(counts.c.n, 0), counts.c.last)
             .outerjoin(counts, counts.c.address_id == Address.id)
             .order_by(Address.address)
         )
         with Session(self.engine) as session:
             return [
-                AddressInfo(row.address, row.section, row.label, row.enabled, int(n))
-                for row, n in session.execute(stmt)
+                AddressInfo(row.address, row.section, row.label, row.enabled, int(n), _aware(last))
+                for row, n, last in session.execute(stmt)
             ]
+
+    def update(self, address: str, section: str | None = None, label: str | None = None) -> AddressInfo:
+        normalized = normalize_address(address)
+        with Session(self.engine) as session:
+            row = session.scalar(select(Address).where(Address.address == normalized))
+            if row is None:
+                raise NotFound(f"no such designated address: {normalized}")
+            if section is not None:
+                if not section.strip():
+                    raise AddressError("a section (担当課) is required")
+                row.section = section.strip()
+            if label is not None:
+                row.label = label.strip()
+            session.commit()
+        return self.get(normalized)
+
+    def delete(self, address: str) -> None:
+        """Only an address that never stored mail can go; otherwise disable it."""
+        normalized = normalize_address(address)
+        with Session(self.engine) as session:
+            row = session.scalar(select(Address).where(Address.address == normalized))
+            if row is None:
+                raise NotFound(f"no such designated address: {normalized}")
+            stored = session.scalar(select(func.count(Message.id)).where(Message.address_id == row.id))
+            if stored:
+                raise AddressError(f"{normalized} has {stored} stored message(s); disable it instead")
+            session.delete(row)
+            session.commit()
+        self.write_snapshot()
+
+    def daily_counts(self, address: str, days: int, today: dt.date | None = None) -> builtins.list[tuple[dt.date, int]]:
+        """Messages per day (Japan time) for the last ``days`` days, oldest first."""
+        normalized = normalize_address(address)
+        today = today or dt.datetime.now(JST).date()
+        first = today - dt.timedelta(days=days - 1)
+        since = dt.datetime.combine(first, dt.time(), JST)
+        with Session(self.engine) as session:
+            address_id = session.scalar(select(Address.id).where(Address.address == normalized))
+            if address_id is None:
+                raise NotFound(f"no such designated address: {normalized}")
+            times = session.scalars(
+                select(Message.received_at).where(
+                    Message.address_id == address_id, Message.received_at >= since, Message.probe_id.is_(None)
+                )
+            ).all()
+        counts = {first + dt.timedelta(days=i): 0 for i in range(days)}
+        for when in times:
+            day = when.astimezone(JST).date()
+            if day in counts:
+                counts[day] += 1
+        return sorted(counts.items())
 
     def write_snapshot(self) -> None:
         """Atomically replace the relay's view of the enabled addresses."""
         enabled = sorted(info.address for info in self.list() if info.enabled)
         write_snapshot(self.snapshot_path, enabled)
+
+
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # Aggregates bypass the column type, so SQLite hands back naive UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
 
 
 def write_snapshot(path: Path, addresses: list[str]) -> None:

@@ -17,6 +17,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from .addresses import JST, normalize_address
 from .config import Settings, load_settings
 from .errors import MailintakeError
 from .services import Services, build_services
@@ -140,7 +141,38 @@ def address_list(settings: Settings) -> None:
     for info in infos:
         state = "enabled " if info.enabled else "disabled"
         label = f"  {info.label}" if info.label else ""
-        click.echo(f"{info.address}\t{state}\t{info.section}\t{info.message_count} messages{label}")
+        last = info.last_received.astimezone(JST).strftime("%Y-%m-%d %H:%M") if info.last_received else "-"
+        click.echo(f"{info.address}\t{state}\t{info.section}\t{info.message_count} messages\tlast {last}{label}")
+
+
+@address.command("edit")
+@click.argument("address_text", metavar="ADDRESS")
+@click.option("--section", default=None, help="New section (担当課).")
+@click.option("--label", default=None, help="New label.")
+@common_options
+def address_edit(settings: Settings, address_text: str, section: str | None, label: str | None) -> None:
+    """Change the section or label of ADDRESS."""
+    info = _services(settings).addresses.update(address_text, section, label)
+    click.echo(f"updated {info.address} ({info.section})")
+
+
+@address.command("delete")
+@click.argument("address_text", metavar="ADDRESS")
+@common_options
+def address_delete(settings: Settings, address_text: str) -> None:
+    """Remove ADDRESS; only possible while no mail is stored for it."""
+    _services(settings).addresses.delete(address_text)
+    click.echo(f"deleted {normalize_address(address_text)}")
+
+
+@address.command("stats")
+@click.argument("address_text", metavar="ADDRESS")
+@click.option("--days", type=click.IntRange(1, 366), default=14, show_default=True)
+@common_options
+def address_stats(settings: Settings, address_text: str, days: int) -> None:
+    """Messages per day (Japan time) for ADDRESS."""
+    for day, count in _services(settings).addresses.daily_counts(address_text, days):
+        click.echo(f"{day.isoformat()}\t{count}")
 
 
 @address.command("disable")

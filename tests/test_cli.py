@@ -17,7 +17,8 @@ from mailintake.config import Settings
 from mailintake.models import Message
 from mailintake.services import build_services
 
-from .mails import make_message
+from .conftest import wait_for
+from .mails import make_message, send
 
 
 def run_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,7 +53,7 @@ class TestAddressCommands:
             ).stdout
         )
         listing = run_cli(settings, "address", "list").stdout
-        assert "soumu@city.example.jp\tenabled \t総務課\t0 messages  総務課代表" in listing
+        assert "soumu@city.example.jp\tenabled \t総務課\t0 messages\tlast -  総務課代表" in listing
         run_cli(settings, "address", "disable", "soumu@city.example.jp")
         assert "disabled" in run_cli(settings, "address", "list").stdout
         run_cli(settings, "address", "enable", "SOUMU@city.example.jp")
@@ -147,3 +148,32 @@ class TestImport:
         result = run_cli(settings, "import", "--address", designated, str(folder), check=False)
         assert result.returncode == 1
         assert "not a Maildir" in result.stderr
+
+
+class TestAddressAdministration:
+    def test_edit_changes_section_and_label(self, settings: Settings) -> None:
+        run_cli(settings, "address", "add", "soumu@city.example.jp", "--section", "総務課")
+        assert (
+            "updated soumu@city.example.jp (総務部総務課)"
+            in run_cli(
+                settings, "address", "edit", "soumu@city.example.jp", "--section", "総務部総務課", "--label", "代表"
+            ).stdout
+        )
+        assert "総務部総務課\t0 messages\tlast -  代表" in run_cli(settings, "address", "list").stdout
+
+    def test_delete_only_while_no_mail_is_stored(
+        self, settings: Settings, services, designated: str, start_service
+    ) -> None:
+        run_cli(settings, "address", "add", "unused@city.example.jp", "--section", "人事課")
+        assert (
+            "deleted unused@city.example.jp" in run_cli(settings, "address", "delete", "unused@city.example.jp").stdout
+        )
+        service = start_service(settings)
+        send(service.smtp_port, make_message())
+        wait_for(lambda: services.messages.count() == 1, timeout=5)
+        refused = run_cli(settings, "address", "delete", designated, check=False)
+        assert refused.returncode == 1 and "disable it instead" in refused.stderr
+        listing = run_cli(settings, "address", "list").stdout
+        assert "1 messages\tlast 20" in listing and "unused@" not in listing
+        stats = run_cli(settings, "address", "stats", designated, "--days", "3").stdout.splitlines()
+        assert len(stats) == 3 and stats[-1].endswith("\t1")
