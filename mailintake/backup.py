@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
-from . import search
 from .errors import BadRequest
 from .models import Base
 from .services import Services
@@ -76,7 +75,6 @@ def restore(services: Services, source: Path) -> BackupResult:
     files = _copy_tree(source / "originals", settings.originals_dir)
     files += _copy_tree(source / "blobs", settings.blob_dir)
     rows = _load_database(engine, source / "database")
-    search.rebuild(engine)
     # Spool entries last: the ingester may pick them up at once.
     files += _copy_tree(source / "spool" / "new", settings.spool_dir / "new")
     services.addresses.write_snapshot()

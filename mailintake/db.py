@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import search
 from .config import Settings
 from .models import Base
 
@@ -36,8 +35,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
-    with engine.begin() as conn:
-        search.create_index(conn)
 
 
 def database_reachable(engine: Engine) -> bool:

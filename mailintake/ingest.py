@@ -24,7 +24,6 @@ from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import search
 from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
@@ -238,13 +237,6 @@ class Ingester:
             ]
             if attachment_rows:
                 session.execute(insert(Attachment), attachment_rows)
-            search.add_to_index(
-                session.connection(),
-                [
-                    (message_id, _search_terms(row, parsed))
-                    for message_id, row, parsed in zip(ids, rows, row_attachments, strict=True)
-                ],
-            )
         return stored, duplicates
 
     def _probe_id(self, parsed: ParsedMessage) -> str | None:
@@ -289,11 +281,6 @@ class Ingester:
             session.flush()
             ids[missing] = row.id
         return ids
-
-
-def _search_terms(row: dict[str, object], parsed: ParsedMessage) -> str:
-    fields = [row["subject"], row["from_name"], row["from_address"], row["text_body"]]
-    return search.index_terms([str(f or "") for f in fields] + [a.filename for a in parsed.attachments])
 
 
 def _database_unavailable(exc: DBAPIError) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from . import charsets, search
+from . import charsets
 from .addresses import normalize_address
 from .errors import BadRequest, NotFound
 from .models import Address, Attachment, Message
@@ -108,9 +108,16 @@ class MessageStore:
             if query.status:
                 stmt = stmt.where(Message.status == query.status)
             if query.q:
-                condition = search.matching_ids(self.engine.dialect.name, query.q)
-                if condition is not None:
-                    stmt = stmt.where(condition)
+                # A plain substring match for tooling; the clerk UI's indexed
+                # Japanese search replaces this.
+                pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                stmt = stmt.where(
+                    or_(
+                        Message.subject.like(pattern, escape="\\"),
+                        Message.from_name.like(pattern, escape="\\"),
+                        Message.from_address.like(pattern, escape="\\"),
+                    )
+                )
             if query.cursor:
                 received_at, last_id = decode_cursor(query.cursor)
                 stmt = stmt.where(

@@ -81,11 +81,6 @@ def test_backup_while_running_restores_the_same_mail(
 
     assert after == before
     assert len(after) == 5 and all(d["attachment_bytes"] for d in after)
-    # The search index is rebuilt from the restored rows.
-    found = httpx.get(
-        f"{restored.base_url}/api/v1/messages", params={"q": "保存"}, headers={"Authorization": f"Bearer {token}"}
-    ).json()["items"]
-    assert len(found) == 5
     # The designated address and the API token came back too.
     restored_services = build_services(restored_settings)
     assert restored_services.addresses.get(designated).section == "総務課"
