@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -294,9 +295,6 @@ def token_revoke(settings: Settings, name: str) -> None:
 @common_options
 def probe_command(settings: Settings, address_text: str, via: str, sender: str, timeout: float) -> None:
     """Send a probe through the MTA to a designated address and time its arrival."""
-    import time as _time
-
-    from .addresses import normalize_address
     from .probe import send_probe, wait_for_probe
 
     services = _services(settings)
@@ -304,7 +302,7 @@ def probe_command(settings: Settings, address_text: str, via: str, sender: str, 
     if not services.addresses.get(address).enabled:
         raise click.ClickException(f"{address} is disabled; the relay would refuse the probe")
     host, port = _host_port(via)
-    started = _time.monotonic()
+    started = time.monotonic()
     probe_id = send_probe(services, address, host, port, sender)
     result = wait_for_probe(services, probe_id, timeout, started)
     if result.message_id is None:

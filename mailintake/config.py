@@ -61,7 +61,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp_timeout", 300, "Seconds a client may stay silent before it is disconnected."),
     Setting("http_host", "127.0.0.1", "Address the web/API server listens on."),
     Setting("http_port", 8000, "Port the web/API server listens on."),
-    Setting("ingest_workers", 1, "Parser processes that ingest spooled mail."),
     Setting("ingest_batch", 50, "Most spooled messages stored in one database transaction."),
     Setting("ingest_retry_seconds", 2.0, "Pause before retrying when the database is unavailable."),
     Setting(
@@ -91,7 +90,6 @@ class Settings:
     smtp_timeout: float
     http_host: str
     http_port: int
-    ingest_workers: int
     ingest_batch: int
     ingest_retry_seconds: float
     parse_time_limit: float
@@ -179,7 +177,6 @@ def _build(raw: dict[str, Any]) -> Settings:
         smtp_timeout=_float(raw, "smtp_timeout", minimum=1),
         http_host=str(raw["http_host"]),
         http_port=_int(raw, "http_port", minimum=0),
-        ingest_workers=_int(raw, "ingest_workers", minimum=1),
         ingest_batch=_int(raw, "ingest_batch", minimum=1),
         ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
         parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),

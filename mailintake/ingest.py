@@ -18,7 +18,6 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -42,14 +41,6 @@ POISON_NOTE = "解析できませんでした（時間内に終わらないか�
 
 class IngestLockHeld(Exception):
     """Another process is already ingesting this data folder."""
-
-
-@dataclass
-class IngestStats:
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    last_error: str = ""
 
 
 def acquire_ingest_lock(settings: Settings) -> int:
@@ -87,7 +78,7 @@ class Ingester:
         self.spool = spool
         self.blobs = BlobStore(settings.blob_dir)
         self.originals = OriginalStore(settings.originals_dir)
-        self.stats = IngestStats()
+        self.stored_total = 0  # published to metrics/ingest.json
         self._on_parse = on_parse or (lambda _id: None)
         self._parsed: dict[str, ParsedMessage] = {}
         self._schema_ready = False
@@ -103,17 +94,14 @@ class Ingester:
                     self._schema_ready = True
                 done = self.ingest_pending(should_stop)
             except SQLAlchemyError as exc:
-                self.stats.last_error = f"database unavailable: {type(exc).__name__}"
                 log.warning("ingestion paused, database unavailable: %s", type(exc).__name__)
                 wait_for_work(self.settings.ingest_retry_seconds)
                 continue
             except OSError as exc:
-                self.stats.last_error = f"storage error: {exc}"
                 log.error("ingestion paused, storage error: %s", exc)
                 wait_for_work(self.settings.ingest_retry_seconds)
                 continue
-            except Exception as exc:
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception:
                 log.exception("ingestion failed; retrying")
                 wait_for_work(self.settings.ingest_retry_seconds)
                 continue
@@ -130,7 +118,6 @@ class Ingester:
             if not pending:
                 break
             done += self.ingest_batch(pending[: self.settings.ingest_batch])
-            self.stats.last_error = ""
         return done
 
     def ingest_batch(self, spool_ids: list[str]) -> int:
@@ -156,15 +143,14 @@ class Ingester:
         for spooled, _ in items:
             self.spool.remove(spooled.spool_id)
             self._parsed.pop(spooled.spool_id, None)
-        self.stats.stored += stored
-        self.stats.duplicates += duplicates
+        self.stored_total += stored
         newest = max(s.envelope.received_at for s, _ in items)
         latency = (utcnow() - newest).total_seconds()
         log.info("stored %d message(s), %d duplicate(s), latency %.2fs", stored, duplicates, latency)
         try:
             write_json(
                 metrics_dir(self.settings.data_dir) / "ingest.json",
-                {"stored": self.stats.stored, "latency_seconds": latency},
+                {"stored": self.stored_total, "latency_seconds": latency},
             )
         except OSError:
             pass  # metrics must never hold up ingestion
@@ -178,7 +164,6 @@ class Ingester:
             except SpoolCorrupt as exc:
                 log.error("quarantined corrupt spool entry: %s", exc)
                 self.spool.quarantine(spool_id)
-                self.stats.quarantined += 1
                 continue
             if spool_id not in self._parsed:
                 self._parsed[spool_id] = self._parse(spooled)

@@ -74,7 +74,7 @@ def _compare(entry: dict, detail: dict, api: httpx.Client) -> list[str]:
         if "sha256" in want:
             if (have["sha256"], have["size"]) != (want["sha256"], want["size"]):
                 problems.append(f"attachment {want['filename']!r} bytes differ")
-            elif api.get(f"/api/v1/attachments/{have['id']}").content.__len__() != want["size"]:
+            elif hashlib.sha256(api.get(f"/api/v1/attachments/{have['id']}").content).hexdigest() != want["sha256"]:
                 problems.append(f"attachment {want['filename']!r} download differs")
         if names_by_id.get(have["part_of"]) != want.get("part_of"):
             problems.append(f"attachment {want['filename']!r} part_of {names_by_id.get(have['part_of'])!r}")
