@@ -135,6 +135,8 @@ def _decode_with(data: bytes, codec: str) -> str:
             return decode_iso2022jp(data)
         except Undecodable:
             return data.decode("iso2022_jp_2")
+    if codec in ("utf-8", "utf_8"):
+        return _plausible_utf8(data)
     if codec in ("euc-jp", "euc_jp"):
         try:
             return data.decode("euc_jp")
@@ -152,10 +154,21 @@ def guess_decode(data: bytes) -> str | None:
         except Undecodable:
             pass
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
+        utf8 = _plausible_utf8(data)
+    except (UnicodeDecodeError, Undecodable):
         pass
-    results = []
+    else:
+        # CP932 bytes (half-width katakana before a lead byte) can also be
+        # valid UTF-8, but only as 2-byte Latin characters: a UTF-8 reading
+        # with kana or kanji is certain; otherwise the likelier of the two.
+        if any(ord(ch) >= 0x800 for ch in utf8):
+            return utf8
+        try:
+            cp932 = data.decode("cp932")
+        except UnicodeDecodeError:
+            return utf8
+        return cp932 if _japanese_score(cp932) > _japanese_score(utf8) else utf8
+    results: list[tuple[float, str]] = []
     for codec in ("cp932", "euc_jp", "euc_jis_2004"):
         try:
             text = data.decode(codec)
@@ -165,6 +178,16 @@ def guess_decode(data: bytes) -> str | None:
     if not results:
         return None
     return max(results, key=lambda r: r[0])[1]
+
+
+def _plausible_utf8(data: bytes) -> str:
+    """UTF-8 that reads as text: CP932 bytes such as ``C2 83`` (ﾂ plus the
+    lead byte of ァ) are valid UTF-8 only as C1 control characters, which no
+    real text contains."""
+    text = data.decode("utf-8")
+    if any("\x80" <= ch <= "\x9f" for ch in text):
+        raise Undecodable("UTF-8 decoding yields C1 control characters")
+    return text
 
 
 def _japanese_score(text: str) -> float:

@@ -7,7 +7,8 @@ import importlib.util
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailintake.decoding import parse_bytes
@@ -88,6 +89,8 @@ def test_subjects_round_trip(tmp_path_factory, text: str, route: str, cut: int) 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=labelled_enough, route=st.sampled_from(NAME_ROUTES))
+@example(name="ﾂァ", route="raw-cp932")  # C2 83 40 is also valid UTF-8, as U+0083 + "@"
+@example(name="ﾃァ", route="raw-cp932")  # C3 83 40 is also valid UTF-8, as "Ã@"
 def test_filenames_round_trip(tmp_path_factory, name: str, route: str) -> None:
     filename = name + ".pdf"
     raw = (
@@ -97,3 +100,18 @@ def test_filenames_round_trip(tmp_path_factory, name: str, route: str) -> None:
     )
     parsed = parse_bytes(raw, tmp_path_factory.mktemp("blobs"))
     assert [a.filename for a in parsed.attachments] == [filename]
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("ﾂァ.pdf", "cp932"), ("ﾃァ.pdf", "cp932"), ("café.pdf", "utf-8"), ("Müller.txt", "utf-8"), ("会議.pdf", "utf-8")],
+)
+def test_raw_names_valid_in_both_utf8_and_cp932_decode_as_written(tmp_path, name: str, codec: str) -> None:
+    """Half-width katakana before a CP932 lead byte is also valid UTF-8
+    (as a Latin or control character); European UTF-8 is also valid CP932."""
+    raw = (
+        b"From: a@example.jp\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="' + name.encode(codec) + b'"\r\n\r\nx\r\n--b--\r\n'
+    )
+    assert [a.filename for a in parse_bytes(raw, tmp_path).attachments] == [name]
