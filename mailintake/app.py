@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -22,12 +22,18 @@ from .db import database_reachable
 from .errors import MailintakeError
 from .metrics import render as render_metrics
 from .services import Services
+from .sessions import SESSION_COOKIE
+from .ui import WebUI, error_page
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
+        b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
 ]
 
 
@@ -67,6 +73,7 @@ def create_app(services: Services) -> Starlette:
     )
     templates = Jinja2Templates(env=environment)
     api = Api(services.messages, services.blobs, services.originals, services.tokens)
+    ui = WebUI(services, templates)
 
     def healthz(request: Request) -> Response:
         state = health(services)
@@ -78,6 +85,9 @@ def create_app(services: Services) -> Starlette:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     def index(request: Request) -> Response:
+        return RedirectResponse("/messages" if request.cookies.get(SESSION_COOKIE) else "/login", status_code=303)
+
+    def status_page(request: Request) -> Response:
         state = health(services)
         try:
             count = services.messages.count() if state["database"] else None
@@ -85,22 +95,36 @@ def create_app(services: Services) -> Starlette:
             count = None
         return templates.TemplateResponse(request, "index.html", {"health": state, "message_count": count})
 
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith(("/api/", "/healthz", "/metrics"))
+
     async def mailintake_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MailintakeError)
-        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+        if wants_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+        return error_page(templates, request, exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        if wants_json(request):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        message = "お探しのページは見つかりません。" if exc.status_code == 404 else str(exc.detail)
+        return error_page(templates, request, _HttpError(message, exc.status_code))
 
     async def database_error(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "database unavailable"}, status_code=503)
+        if wants_json(request):
+            return JSONResponse({"error": "database unavailable"}, status_code=503)
+        return error_page(
+            templates, request, _HttpError("データベースに接続できません。しばらく後にお試しください。", 503)
+        )
 
     routes = [
         Route("/", index),
+        Route("/status", status_page),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         *api.routes(),
+        *ui.routes(),
         Mount("/static", app=StaticFiles(directory=str(web.STATIC_DIR)), name="static"),
     ]
     app = Starlette(
@@ -113,3 +137,9 @@ def create_app(services: Services) -> Starlette:
     )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+class _HttpError(MailintakeError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status

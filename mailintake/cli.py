@@ -21,6 +21,7 @@ from tqdm import tqdm
 from .addresses import JST, normalize_address
 from .config import Settings, load_settings
 from .errors import MailintakeError
+from .models import ROLES
 from .services import Services, build_services
 
 
@@ -278,6 +279,95 @@ def token_revoke(settings: Settings, name: str) -> None:
     """Revoke a token at once."""
     _services(settings).tokens.revoke(name)
     click.echo(f"revoked {name}")
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Web UI users: clerks (係員), section admins (所属管理者), system admins."""
+
+
+def _read_password(password_stdin: bool) -> str | None:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default="clerk", show_default=True)
+@click.option("--section", "sections", multiple=True, help="Section (課) the user belongs to; repeatable.")
+@click.option("--name", "display_name", default="", help="Display name (氏名).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--no-password", is_flag=True, help="No local password (signs in through the groupware only).")
+@common_options
+def user_add(
+    settings: Settings,
+    username: str,
+    role: str,
+    sections: tuple[str, ...],
+    display_name: str,
+    password_stdin: bool,
+    no_password: bool,
+) -> None:
+    """Add a user."""
+    password = None if no_password else _read_password(password_stdin)
+    info = _services(settings).accounts.add_user(
+        username, password=password, role=role, sections=list(sections), display_name=display_name
+    )
+    click.echo(f"added {info.username} ({info.role}; {', '.join(info.section_names) or 'no section'})")
+
+
+@user.command("list")
+@common_options
+def user_list(settings: Settings) -> None:
+    """List users."""
+    for info in _services(settings).accounts.list_users():
+        state = "enabled" if info.enabled else "disabled"
+        click.echo(f"{info.username}\t{info.role}\t{','.join(info.section_names)}\t{state}\t{info.display_name}")
+
+
+@user.command("edit")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default=None)
+@click.option("--section", "sections", multiple=True, help="Replaces the user's sections; repeatable.")
+@click.option("--name", "display_name", default=None)
+@click.option("--password-stdin", is_flag=True, help="Set a new password read from standard input.")
+@common_options
+def user_edit(
+    settings: Settings,
+    username: str,
+    role: str | None,
+    sections: tuple[str, ...],
+    display_name: str | None,
+    password_stdin: bool,
+) -> None:
+    """Change a user's role, sections, name or password."""
+    password = _read_password(True) if password_stdin else None
+    info = _services(settings).accounts.update_user(
+        username, role=role, sections=list(sections) or None, display_name=display_name, password=password
+    )
+    click.echo(f"updated {info.username} ({info.role}; {', '.join(info.section_names) or 'no section'})")
+
+
+@user.command("disable")
+@click.argument("username")
+@common_options
+def user_disable(settings: Settings, username: str) -> None:
+    """Disable a user; their sessions end at once."""
+    _services(settings).accounts.update_user(username, enabled=False)
+    click.echo(f"disabled {username}")
+
+
+@user.command("enable")
+@click.argument("username")
+@common_options
+def user_enable(settings: Settings, username: str) -> None:
+    """Enable a disabled user."""
+    _services(settings).accounts.update_user(username, enabled=True)
+    click.echo(f"enabled {username}")
 
 
 # -- probe ----------------------------------------------------------------------------

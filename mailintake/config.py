@@ -70,6 +70,17 @@ SETTINGS: tuple[Setting, ...] = (
         "message stored unparsed with a note.",
     ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting(
+        "receipt_number_format",
+        "{symbol}第{number}号",
+        "Format of 収受番号. Fields: {symbol} (文書記号), {number}, {fiscal_year} (2026), {era_year} (令和8).",
+    ),
+    Setting(
+        "retention_periods",
+        ["1年", "3年", "5年", "10年", "30年", "永年"],
+        "Choices of 保存期間 offered at 収受登録.",
+    ),
+    Setting("session_hours", 10.0, "Hours a web sign-in lasts."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -94,6 +105,9 @@ class Settings:
     ingest_retry_seconds: float
     parse_time_limit: float
     log_level: str
+    receipt_number_format: str
+    retention_periods: tuple[str, ...]
+    session_hours: float
 
     @property
     def blob_dir(self) -> Path:
@@ -181,7 +195,31 @@ def _build(raw: dict[str, Any]) -> Settings:
         ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
         parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),
         log_level=str(raw["log_level"]).upper(),
+        receipt_number_format=_receipt_format(raw["receipt_number_format"]),
+        retention_periods=_choices(raw, "retention_periods"),
+        session_hours=_float(raw, "session_hours", minimum=0.1),
     )
+
+
+def _receipt_format(value: Any) -> str:
+    template = str(value)
+    if "{number" not in template:
+        raise ConfigError("receipt_number_format must contain {number}")
+    try:
+        template.format(symbol="総務", number=1, fiscal_year=2026, era_year="令和8")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc!r}") from exc
+    return template
+
+
+def _choices(raw: dict[str, Any], name: str) -> tuple[str, ...]:
+    values = raw[name]
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",")]
+    choices = tuple(str(v).strip() for v in values if str(v).strip())
+    if not choices:
+        raise ConfigError(f"{name} needs at least one entry")
+    return choices
 
 
 def _int(raw: dict[str, Any], name: str, minimum: int) -> int:

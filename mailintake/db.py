@@ -34,7 +34,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_schema(engine: Engine) -> None:
+    from . import search
+
     Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        search.create_index(conn)
 
 
 def database_reachable(engine: Engine) -> bool:

@@ -5,6 +5,9 @@
     ├── NotFound                  HTTP 404; unknown id or address
     ├── BadRequest                HTTP 400; bad query parameter or input
     ├── Unauthorized              HTTP 401; missing or bad API token
+    ├── Forbidden                 HTTP 403; missing or bad CSRF token, wrong role
+    ├── Conflict                  HTTP 409; the mail's state changed meanwhile
+    ├── TooManyAttempts           HTTP 429; sign-in throttled
     ├── AddressError              invalid or duplicate designated address
     └── SpoolError                SMTP 451; the spool cannot take the message
         └── SpoolFull             SMTP 452; no space left for the message
@@ -34,6 +37,22 @@ class BadRequest(MailintakeError):
 
 class Unauthorized(MailintakeError):
     http_status = 401
+
+
+class Forbidden(MailintakeError):
+    http_status = 403
+
+
+class Conflict(MailintakeError):
+    http_status = 409
+
+
+class TooManyAttempts(MailintakeError):
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AddressError(MailintakeError):

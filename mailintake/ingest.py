@@ -317,6 +317,8 @@ def _message_values(
         "problems": parsed.problems,
         "status": "new",
         "probe_id": probe_id,
+        "attachment_count": len(parsed.attachments),
+        "attachment_bytes": sum(a.size for a in parsed.attachments),
     }
     return {key: _clean(value) for key, value in values.items()}
 

@@ -74,11 +74,6 @@ class MessageStore:
         self.engine = engine
 
     def list(self, query: MessageQuery) -> tuple[list[dict[str, Any]], str | None]:
-        attachment_counts = (
-            select(Attachment.message_id, func.count(Attachment.id).label("n"))
-            .group_by(Attachment.message_id)
-            .subquery()
-        )
         # Summary columns only: a page never loads message bodies.
         stmt = (
             select(
@@ -89,10 +84,9 @@ class MessageStore:
                 Message.from_address,
                 Message.subject,
                 Message.status,
-                func.coalesce(attachment_counts.c.n, 0).label("attachment_count"),
+                Message.attachment_count,
             )
             .join(Address, Address.id == Message.address_id)
-            .outerjoin(attachment_counts, attachment_counts.c.message_id == Message.id)
             .where(Message.probe_id.is_(None))
             .order_by(Message.received_at.desc(), Message.id.desc())
             .limit(query.limit + 1)

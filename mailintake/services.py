@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from .accounts import AccountService
 from .addresses import AddressService
+from .audit import AuditLog
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .db import create_schema, make_engine
+from .inbox import Inbox
 from .messages import MessageStore
+from .registry import Registry
+from .sessions import SessionManager
 from .spool import Spool
 from .tokens import TokenService
 
@@ -25,6 +31,11 @@ class Services:
     addresses: AddressService
     tokens: TokenService
     messages: MessageStore
+    accounts: AccountService
+    sessions: SessionManager
+    inbox: Inbox
+    registry: Registry
+    audit: AuditLog
 
     def close(self) -> None:
         self.engine.dispose()
@@ -38,6 +49,7 @@ def build_services(settings: Settings, create_tables: bool = True) -> Services:
         create_schema(engine)
     spool = Spool(settings.spool_dir)
     spool.ensure()
+    accounts = AccountService(engine)
     return Services(
         settings=settings,
         engine=engine,
@@ -47,4 +59,13 @@ def build_services(settings: Settings, create_tables: bool = True) -> Services:
         addresses=AddressService(engine, settings.address_snapshot),
         tokens=TokenService(engine),
         messages=MessageStore(engine),
+        accounts=accounts,
+        sessions=SessionManager(engine, accounts, dt.timedelta(hours=settings.session_hours)),
+        inbox=Inbox(engine),
+        registry=Registry(
+            engine,
+            number_format=settings.receipt_number_format,
+            retention_periods=settings.retention_periods,
+        ),
+        audit=AuditLog(engine),
     )

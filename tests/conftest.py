@@ -317,3 +317,20 @@ def mount_available() -> bool:
         subprocess.run(["umount", str(target)], check=True)
     shutil.rmtree(target, ignore_errors=True)
     return ok
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[[str], Any]]:
+    """Signed-in HTTP sessions (tests/web.py), closed after the test."""
+    from .web import Browser
+
+    opened: list[Browser] = []
+
+    def factory(base_url: str) -> Browser:
+        browser = Browser(base_url)
+        opened.append(browser)
+        return browser
+
+    yield factory
+    for browser in opened:
+        browser.close()
