@@ -57,7 +57,8 @@ def sanitize(html: str, message_id: int, attachments: Sequence[Attachment]) -> S
             return f"/messages/{message_id}/attachments/{attachment.id}/preview"
         if lowered.startswith(("http:", "https:", "//")):
             remote += 1
-        return value
+            return value
+        return None  # relative: would point into this application
 
     body = nh3.clean(
         html,

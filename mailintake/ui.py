@@ -429,7 +429,8 @@ class WebUI:
     def register_form(self, request: Request) -> Response:
         user = _session(request).user
         ids = self._selected_ids(request.query_params.getlist("id"))
-        messages = self.services.inbox.messages(user, ids)
+        # Numbers are given in form order: oldest mail first.
+        messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: (m.received_at, m.id))
         return self.render(
             request,
             "register.html",

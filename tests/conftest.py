@@ -38,6 +38,17 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def apt_install(package: str, binary: str) -> bool:
+    """Install a Debian package for a test that needs the real thing;
+    True when ``binary`` is there afterwards."""
+    if shutil.which(binary) or Path(binary).exists():
+        return True
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True, timeout=1200)
+    return bool(shutil.which(binary) or Path(binary).exists())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,12 +14,9 @@ MAILBOXES = ("soumu", "jinji", "other")
 
 
 def ensure_postfix() -> bool:
-    if shutil.which("postfix") or Path("/usr/sbin/postfix").exists():
-        return True
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], env=env, capture_output=True, timeout=900)
-    return Path("/usr/sbin/postfix").exists()
+    from .conftest import apt_install
+
+    return apt_install("postfix", "/usr/sbin/postfix")
 
 
 class PostfixInstance:

@@ -1,0 +1,203 @@
+"""A clerk's day in a real browser (Debian's Chromium driven by Playwright):
+sign in, find a mail by a two-character word, open an HTML mail safely,
+register two mails at once, dismiss and undo, export the 収受簿.
+
+Screenshots of the list, detail and registration pages are written to
+``test-artifacts/browser/`` (or ``$MAILINTAKE_TEST_ARTIFACTS``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from email.policy import SMTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailintake.config import Settings
+from mailintake.services import Services, build_services
+
+from .conftest import ServiceThread, apt_install, require, wait_for
+from .mails import make_message, send
+from .web import PASSWORD, add_user
+
+CHROMIUM = "/usr/bin/chromium"
+NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+ARTIFACTS = Path(os.environ.get("MAILINTAKE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+class Tracker:
+    """A web server on loopback standing in for a sender's tracking pixel."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        tracker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                tracker.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/gif")
+                self.end_headers()
+                self.wfile.write(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tracker() -> Iterator[Tracker]:
+    server = Tracker()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    require(apt_install("chromium", CHROMIUM), "Debian's chromium package is not installable here")
+    # Japanese glyphs for readable screenshots.
+    require(apt_install("fonts-noto-cjk", NOTO_CJK), "Debian's fonts-noto-cjk package is not installable here")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, chromium_sandbox=False)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def ui(make_settings: Callable[..., Settings], start_service: Any) -> Iterator[tuple[Services, ServiceThread]]:
+    """The whole service on SQLite with one section, one clerk and a section admin."""
+    settings = make_settings()
+    services = build_services(settings)
+    services.addresses.add("soumu@city.example.jp", "総務課")
+    add_user(services, "sato", ["総務課"])
+    yield services, start_service(settings)
+    services.close()
+
+
+def html_mail(tracker_port: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "広報 <koho@example.co.jp>"
+    msg["To"] = "soumu@city.example.jp"
+    msg["Subject"] = "イベントのお知らせ（HTML）"
+    msg.set_content("イベントのお知らせです。")
+    msg.add_alternative(
+        "<html><body>"
+        "<script>document.title='PWNED'; fetch('/register');</script>"
+        "<p onclick=\"document.title='PWNED'\">イベントのお知らせです。</p>"
+        f'<img src="http://127.0.0.1:{tracker_port}/pixel.gif">'
+        "<img src=x onerror=\"document.title='PWNED'\">"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg.as_bytes(policy=SMTP)
+
+
+def test_a_clerk_finds_reads_registers_dismisses_and_exports(
+    ui: tuple[Services, ServiceThread], chromium: Any, tracker: Tracker
+) -> None:
+    services, service = ui
+    shots = ARTIFACTS / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    send(service.smtp_port, make_message(subject="定例の開催について", body="来週の定例会議の資料を送ります。\n"))
+    send(service.smtp_port, html_mail(tracker.port))
+    send(service.smtp_port, make_message(subject="照会文書（その1）", body="ご回答をお願いします。\n"))
+    send(service.smtp_port, make_message(subject="照会文書（その2）", body="ご回答をお願いします。\n"))
+    wait_for(lambda: services.messages.count() == 4, 20)
+
+    page = chromium.new_page(viewport={"width": 1366, "height": 768}, locale="ja-JP", accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # Sign in with the keyboard.
+    page.goto(service.base_url + "/")
+    page.get_by_label("ユーザーID").fill("sato")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード").press("Enter")
+    page.wait_for_url("**/messages")
+    assert page.locator("table.list tbody tr[data-id]").count() == 4
+    page.screenshot(path=str(shots / "list.png"), full_page=True)
+
+    # A two-character word that only the body of one mail contains.
+    page.get_by_label("キーワード").fill("会議")
+    page.get_by_label("キーワード").press("Enter")
+    page.wait_for_url("**q=**")
+    rows = page.locator("table.list tbody tr[data-id]")
+    assert rows.count() == 1
+    assert "定例の開催について" in rows.first.inner_text()
+
+    # The HTML mail: shown, but its script never runs and the pixel is not fetched.
+    page.goto(service.base_url + "/messages?status=all")
+    page.get_by_role("link", name="イベントのお知らせ（HTML）").click()
+    frame = page.frame_locator("iframe.html-body")
+    greeting = frame.get_by_text("イベントのお知らせです。")
+    greeting.click()
+    page.wait_for_timeout(300)
+    assert "PWNED" not in page.title()
+    assert page.frame_locator("iframe.html-body").locator("body").evaluate("b => document.title") != "PWNED"
+    assert tracker.hits == []
+    assert page.get_by_text("外部の画像 1 件を読み込んでいません").is_visible()
+    page.screenshot(path=str(shots / "detail.png"), full_page=True)
+    # Asking for remote images loads them: the check above would see a fetch.
+    page.get_by_role("link", name="外部画像を表示").click()
+    wait_for(lambda: tracker.hits == ["/pixel.gif"], 10)
+    assert "PWNED" not in page.title()
+
+    # Register two mails at once: consecutive numbers.
+    page.goto(service.base_url + "/messages")
+    for subject in ("照会文書（その1）", "照会文書（その2）"):
+        page.get_by_label(f"選択: {subject}").check()
+    page.get_by_role("button", name="選んだメールを収受登録").click()
+    page.wait_for_url("**/register?**")
+    fieldsets = page.locator("form.register fieldset")
+    assert fieldsets.count() == 2
+    for index in range(2):
+        fieldsets.nth(index).get_by_label("保存期間").select_option("5年")
+    page.screenshot(path=str(shots / "register.png"), full_page=True)
+    page.get_by_role("button", name="収受登録する").click()
+    page.wait_for_url("**/registered?**")
+    numbers = page.locator("td.number").all_inner_texts()
+    assert numbers == ["総務第1号", "総務第2号"]
+
+    # Dismiss one, then undo.
+    page.goto(service.base_url + "/messages")
+    page.get_by_role("link", name="定例の開催について").click()
+    page.get_by_label("対象外の理由").fill("重複して届いたため")
+    page.get_by_role("button", name="対象外にする").click()
+    assert page.get_by_role("status").inner_text() == "対象外にしました。"
+    assert "対象外" in page.locator(".badge").first.inner_text()
+    page.get_by_role("button", name="対象外を取り消す").click()
+    assert "未処理" in page.locator(".badge").first.inner_text()
+
+    # The 収受簿 and its CSV.
+    page.get_by_role("link", name="収受簿").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="CSV（UTF-8）").click()
+    data = Path(download_info.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert [row[0] for row in table[1:]] == ["総務第1号", "総務第2号"]
+    assert [row[2] for row in table[1:]] == ["照会文書（その1）", "照会文書（その2）"]
+    assert all(row[5] == "5年" and row[6] == "総務課" for row in table[1:])
+
+    assert errors == []
+    for name in ("list.png", "detail.png", "register.png"):
+        assert (shots / name).stat().st_size > 10_000
