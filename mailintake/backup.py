@@ -151,17 +151,21 @@ def _load_database(engine: Engine, folder: Path) -> dict[str, int]:
 def _to_json(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    return value
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, dict) and "$datetime" in value:
+        return dt.datetime.fromisoformat(value["$datetime"])
+    if isinstance(value, dict) and "$date" in value:
+        return dt.date.fromisoformat(value["$date"])
     return value
 
 
 def _from_json(table: Any, row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: dt.datetime.fromisoformat(value["$datetime"])
-        if isinstance(value, dict) and "$datetime" in value
-        else value
-        for key, value in row.items()
-        if key in table.c
-    }
+    return {key: _from_json_value(value) for key, value in row.items() if key in table.c}
 
 
 def _copy_tree(source: Path, destination: Path) -> int:

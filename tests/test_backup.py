@@ -3,6 +3,7 @@ messages, attachments, originals and addresses."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from mailintake.messages import MessageQuery
+from mailintake.registry import RegistrationRequest
 from mailintake.services import build_services
 
 from .conftest import wait_for
@@ -43,6 +46,12 @@ def _everything(base_url: str, token: str) -> list[dict]:
         return out
 
 
+def _request(message_id: int) -> RegistrationRequest:
+    return RegistrationRequest(
+        message_id=message_id, subject="件名", sender="差出人", received_on=dt.date(2026, 11, 20), retention="1年"
+    )
+
+
 def test_backup_while_running_restores_the_same_mail(
     settings, services, designated: str, start_service, make_settings, database_url: str, tmp_path: Path
 ) -> None:
@@ -57,6 +66,12 @@ def test_backup_while_running_restores_the_same_mail(
             ),
         )
     wait_for(lambda: services.spool.backlog() == 0 and services.messages.count() == 5, timeout=10)
+    clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
+    first_two = [item["id"] for item in services.messages.list(MessageQuery(limit=2))[0]]
+    services.registry.register(clerk, [_request(message_id) for message_id in sorted(first_two)])
+    section_id = services.accounts.section_id("総務課")
+    assert section_id is not None
+    book_before = services.registry.book(clerk, section_id, 2026)
     before = _everything(service.base_url, token)
 
     output = _cli(settings, "backup", str(tmp_path / "backup"))
@@ -84,6 +99,11 @@ def test_backup_while_running_restores_the_same_mail(
     # The designated address and the API token came back too.
     restored_services = build_services(restored_settings)
     assert restored_services.addresses.get(designated).section == "総務課"
+    # Registrations, users and the receipt counter came back: numbering goes on.
+    assert restored_services.registry.book(clerk, section_id, 2026) == book_before
+    unregistered = next(d["id"] for d in after if d["status"] == "new")
+    again = restored_services.registry.register(clerk, [_request(unregistered)])
+    assert again[0].receipt_number == "総務第3号"
     restored_services.close()
     if database_url.startswith("postgresql"):
         import sqlalchemy

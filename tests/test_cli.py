@@ -21,7 +21,9 @@ from .conftest import wait_for
 from .mails import make_message, send
 
 
-def run_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url)
     result = subprocess.run(
         [sys.executable, "-m", "mailintake", *args, "--data-dir", str(settings.data_dir)],
@@ -29,6 +31,7 @@ def run_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
         text=True,
         env=env,
         timeout=120,
+        input=stdin,
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -177,3 +180,40 @@ class TestAddressAdministration:
         assert "1 messages\tlast 20" in listing and "unused@" not in listing
         stats = run_cli(settings, "address", "stats", designated, "--days", "3").stdout.splitlines()
         assert len(stats) == 3 and stats[-1].endswith("\t1")
+
+
+class TestUserCommands:
+    def test_add_list_disable_and_sign_in(self, settings: Settings) -> None:
+        added = run_cli(
+            settings,
+            "user",
+            "add",
+            "Sato",
+            "--section",
+            "総務課",
+            "--section",
+            "財政課",
+            "--name",
+            "佐藤 花子",
+            "--password-stdin",
+            stdin="long enough password\n",
+        )
+        assert "added sato (clerk; 総務課, 財政課)" in added.stdout
+        assert run_cli(settings, "user", "list").stdout.splitlines() == [
+            "sato\tclerk\t総務課,財政課\tenabled\t佐藤 花子"
+        ]
+        services = build_services(settings)
+        try:
+            assert services.accounts.authenticate("SATO", "long enough password") is not None
+            assert services.accounts.authenticate("sato", "wrong password") is None
+            run_cli(settings, "user", "disable", "sato")
+            assert services.accounts.authenticate("sato", "long enough password") is None
+        finally:
+            services.close()
+        assert "disabled" in run_cli(settings, "user", "list").stdout
+
+    def test_short_passwords_and_unknown_roles_are_refused(self, settings: Settings) -> None:
+        short = run_cli(settings, "user", "add", "sato", "--password-stdin", check=False, stdin="short\n")
+        assert short.returncode == 1 and "10文字以上" in short.stderr
+        role = run_cli(settings, "user", "add", "sato", "--role", "boss", "--no-password", check=False)
+        assert role.returncode == 2 and "boss" in role.stderr
