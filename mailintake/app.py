@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import web  # type: ignore[attr-defined]  # mapped from ./web by pyproject
+from .admin_ui import AdminUI
 from .api import Api
 from .db import database_reachable
 from .errors import MailintakeError
@@ -125,6 +126,7 @@ def create_app(services: Services) -> Starlette:
         Route("/metrics", metrics),
         *api.routes(),
         *ui.routes(),
+        *AdminUI(ui).routes(),
         Mount("/static", app=StaticFiles(directory=str(web.STATIC_DIR)), name="static"),
     ]
     app = Starlette(

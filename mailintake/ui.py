@@ -23,7 +23,6 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from . import audit as audit_module
 from . import html_view, jpdates
 from .accounts import ROLE_LABELS
 from .api import content_disposition, safe_content_type
@@ -169,15 +168,6 @@ class WebUI:
             post("/registrations/{registration_id:int}/cancel", self.cancel, role="section_admin"),
             get("/book", self.book),
             get("/book.csv", self.book_export),
-            get("/admin/users", self.admin_users, role="system_admin"),
-            post("/admin/users", self.admin_add_user, role="system_admin"),
-            post("/admin/users/{user_id:int}", self.admin_update_user, role="system_admin"),
-            get("/admin/sections", self.admin_sections, role="system_admin"),
-            post("/admin/sections/{section_id:int}", self.admin_update_section, role="system_admin"),
-            get("/admin/classifications", self.admin_classifications, role="system_admin"),
-            post("/admin/classifications", self.admin_add_classification, role="system_admin"),
-            get("/admin/audit", self.admin_audit, role="section_admin"),
-            get("/admin/audit.csv", self.admin_audit_export, role="section_admin"),
         ]
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
@@ -544,86 +534,6 @@ class WebUI:
             book_csv(rows, encoding),
             media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
             headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
-        )
-
-    # -- administration ----------------------------------------------------------
-
-    def admin_users(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
-        return self.render(
-            request,
-            "admin_users.html",
-            status_code=status_code,
-            users=self.services.accounts.list_users(),
-            sections=self.services.accounts.sections(),
-            roles=ROLES,
-            error=error,
-        )
-
-    def admin_add_user(self, request: Request) -> Response:
-        form = _form(request)
-        try:
-            self.services.accounts.add_user(
-                _field(request, "username"),
-                password=_field(request, "password") or None,
-                role=_field(request, "role", "clerk"),
-                sections=[v for v in form.getlist("sections") if isinstance(v, str)],
-                display_name=_field(request, "display_name"),
-            )
-        except BadRequest as exc:
-            return self.admin_users(request, str(exc), status_code=400)
-        return RedirectResponse("/admin/users?notice=saved", status_code=303)
-
-    def admin_update_user(self, request: Request) -> Response:
-        user_id = _path_int(request, "user_id")
-        target = self.services.accounts.get(user_id)
-        if target is None:
-            raise NotFound("そのユーザーはいません")
-        form = _form(request)
-        enabled = _field(request, "enabled") == "1"
-        if target.id == _session(request).user.id and not enabled:
-            return self.admin_users(request, "自分自身は無効にできません", status_code=400)
-        self.services.accounts.update_user(
-            target.username,
-            role=_field(request, "role", target.role),
-            sections=[v for v in form.getlist("sections") if isinstance(v, str)],
-            enabled=enabled,
-        )
-        return RedirectResponse("/admin/users?notice=saved", status_code=303)
-
-    def admin_sections(self, request: Request) -> Response:
-        return self.render(request, "admin_sections.html", sections=self.services.accounts.sections())
-
-    def admin_update_section(self, request: Request) -> Response:
-        self.services.accounts.set_symbol(_path_int(request, "section_id"), _field(request, "symbol"))
-        return RedirectResponse("/admin/sections?notice=saved", status_code=303)
-
-    def admin_classifications(self, request: Request) -> Response:
-        return self.render(
-            request, "admin_classifications.html", classifications=self.services.registry.classifications()
-        )
-
-    def admin_add_classification(self, request: Request) -> Response:
-        parent = _field(request, "parent_id")
-        try:
-            parent_id = int(parent) if parent else None
-        except ValueError as exc:
-            raise BadRequest("上位の分類の指定が正しくありません") from exc
-        self.services.registry.add_classification(_field(request, "name"), parent_id)
-        return RedirectResponse("/admin/classifications?notice=saved", status_code=303)
-
-    def admin_audit(self, request: Request) -> Response:
-        before = request.query_params.get("before")
-        entries = self.services.audit.entries(
-            _session(request).user, limit=200, before_id=int(before) if before and before.isdigit() else None
-        )
-        return self.render(request, "audit.html", entries=entries)
-
-    def admin_audit_export(self, request: Request) -> Response:
-        entries = self.services.audit.entries(_session(request).user, limit=1_000_000)
-        return Response(
-            audit_module.entries_csv(entries),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": content_disposition("監査ログ.csv", "audit.csv")},
         )
 
 

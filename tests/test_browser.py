@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import smtplib
 import threading
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -201,3 +202,48 @@ def test_a_clerk_finds_reads_registers_dismisses_and_exports(
     assert errors == []
     for name in ("list.png", "detail.png", "register.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
+    ui: tuple[Services, ServiceThread], chromium: Any
+) -> None:
+    services, service = ui
+    add_user(services, "kanri", [], role="system_admin")
+    address = "jinji@city.example.jp"
+    page = chromium.new_page(viewport={"width": 1366, "height": 768}, locale="ja-JP")
+    page.goto(service.base_url + "/login")
+    page.get_by_label("ユーザーID").fill("kanri")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="ログイン").click()
+    page.get_by_role("link", name="収受用アドレス").click()
+
+    page.get_by_label("アドレス", exact=True).fill(address)
+    page.get_by_label("担当課", exact=True).fill("人事課")
+    page.get_by_role("button", name="追加").click()
+    assert page.get_by_role("status").inner_text() == "保存しました。"
+    assert page.get_by_role("cell", name=address, exact=True).is_visible()
+    with smtplib.SMTP("127.0.0.1", service.smtp_port, timeout=10) as client:
+        client.ehlo()
+        client.mail("mta@city.example.jp")
+        assert client.rcpt(address)[0] == 250
+
+    # The probe goes through the relay here (no organisation MTA in this test).
+    page.get_by_role("button", name=f"{address} の疎通確認").click()
+    assert "秒で到着しました" in page.get_by_role("status").inner_text()
+
+    page.get_by_role("link", name="MTA 設定の生成").click()
+    main_lines = page.locator("#main-lines").inner_text()
+    assert "transport_maps" in main_lines
+    assert f"{address}\tsmtp:[127.0.0.1]:{service.smtp_port}" in page.locator("pre").first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser" / "mta-config.png"), full_page=True)
+
+    page.get_by_role("link", name="収受用アドレス").click()
+    page.get_by_role("button", name=f"{address} を無効にする").click()
+    row = page.locator("table.addresses tr", has=page.get_by_role("cell", name=address, exact=True))
+    assert row.get_by_text("無効", exact=True).is_visible()
+    # Refused at once, without a restart.
+    with smtplib.SMTP("127.0.0.1", service.smtp_port, timeout=10) as client:
+        client.ehlo()
+        client.mail("mta@city.example.jp")
+        code, reply = client.rcpt(address)
+    assert code == 550, reply

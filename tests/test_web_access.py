@@ -134,7 +134,7 @@ class TestSectionBoundaries:
             assert session.scalar(select(Message.status).where(Message.id == theirs)) == "new"
 
     def test_admin_pages_are_not_there_for_clerks(self, web: dict[str, Any]) -> None:
-        for path in ("/admin/users", "/admin/sections", "/admin/classifications", "/admin/audit"):
+        for path in ("/admin/users", "/admin/addresses", "/admin/mta-config", "/admin/classifications", "/admin/audit"):
             assert web["browser"].get(path).status_code == 404, path
 
 
@@ -169,12 +169,21 @@ class TestCsrf:
             "section_id": section_id,
         }
         routes = _post_routes(services)
-        assert len(routes) >= 10, routes
+        assert len(routes) >= 16, routes
         for template in routes:
             path = re.sub(r"\{(\w+):int\}", lambda m: str(ids[m.group(1)]), template)
             client = admin if template.startswith(("/admin", "/registrations")) else browser
             for token in (None, "forged-token", csrf_token(browser.get("/messages").text) + "x"):
-                data = {"reason": "x", "name": "分類", "symbol": "X", "username": "newuser", "password": PASSWORD}
+                data = {
+                    "reason": "x",
+                    "name": "分類",
+                    "symbol": "X",
+                    "username": "newuser",
+                    "password": PASSWORD,
+                    "address": SOUMU,
+                    "section": "総務課",
+                    "via": "127.0.0.1:1",
+                }
                 if token is not None:
                     data["csrf_token"] = token
                 response = client.client.post(path, data=data)
@@ -184,6 +193,7 @@ class TestCsrf:
         with Session(services.engine) as session:
             assert session.scalar(select(Message.status).where(Message.id == web["ours"])) == "new"
         assert [u.username for u in services.accounts.list_users()] == ["admin", "sato", "tanaka"]
+        assert [(a.address, a.enabled) for a in services.addresses.list()] == [(SOUMU, True), (ZAISEI, True)]
 
     def test_the_token_of_another_session_does_not_work(self, services: Services, web: dict[str, Any]) -> None:
         other = web["open"](web["base_url"])
