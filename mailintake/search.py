@@ -122,7 +122,9 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         rows = conn.execute(
             text(
                 "SELECT m.id, m.subject, m.from_name, m.from_address, m.text_body FROM messages m"
-                f" WHERE m.id > :low AND m.id NOT IN (SELECT {column} FROM message_search WHERE {column} > :low)"
+                # NOT EXISTS, not NOT IN: PostgreSQL runs NOT IN over a large
+                # table as a nested subplan (quadratic); this is an anti-join.
+                f" WHERE m.id > :low AND NOT EXISTS (SELECT 1 FROM message_search s WHERE s.{column} = m.id)"
                 " ORDER BY m.id LIMIT :batch"
             ),
             {"low": max(0, mark - LOOKBACK), "batch": batch},
