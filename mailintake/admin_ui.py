@@ -4,7 +4,9 @@ configuration and a probe through the organisation's MTA."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -56,6 +58,7 @@ class AdminUI:
             post("/admin/addresses/delete", self.delete_address),
             post("/admin/addresses/probe", self.probe_address),
             get("/admin/mta-config", self.mta_config_page),
+            get("/admin/filelink", self.filelink_status),
         ]
 
     # -- designated addresses ----------------------------------------------------
@@ -145,6 +148,11 @@ class AdminUI:
             request, "admin_mta_config.html", config=config, mta=mta, mode=mode, relay=relay, addresses=enabled
         )
 
+    def filelink_status(self, request: Request) -> Response:
+        """The linkage engine's own status file, read as it is."""
+        document, problem = _read_status(self.services.settings.filelink_status)
+        return self.render(request, "admin_filelink.html", document=document, problem=problem)
+
     # -- users, sections, classifications, audit ---------------------------------
 
     def admin_users(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
@@ -224,6 +232,17 @@ class AdminUI:
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": content_disposition("監査ログ.csv", "audit.csv")},
         )
+
+
+def _read_status(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    if path is None:
+        return None, "連携状況ファイル（filelink_status）が設定されていません。"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, f"{path} がありません。連携エンジン（filelink run）が動いているか確認してください。"
+    except (OSError, ValueError) as exc:
+        return None, f"{path} を読めません: {exc}"
 
 
 def _host_port(value: str) -> tuple[str, int]:

@@ -370,6 +370,41 @@ def user_enable(settings: Settings, username: str) -> None:
     click.echo(f"enabled {username}")
 
 
+# -- directory ---------------------------------------------------------------------
+
+
+@cli.group()
+def directory() -> None:
+    """Sections and staff assignments from the personnel system (組織マスタ, 異動情報)."""
+
+
+@directory.command("import")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--inbox",
+    "inboxes",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A linkage inbox folder: every *.csv in it is imported and removed once applied; repeatable.",
+)
+@common_options
+def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple[Path, ...]) -> None:
+    """Import 組織マスタ and 異動情報 CSV files (UTF-8 or CP932)."""
+    from .directory import DirectoryImport
+
+    found = list(files) + [p for inbox in inboxes for p in sorted(inbox.glob("*.csv")) if p.is_file()]
+    report = DirectoryImport(_services(settings).engine).import_files(found)
+    for path in report.done:
+        if any(path.parent == inbox for inbox in inboxes):
+            path.unlink()
+    click.echo(
+        f"{report.files} file(s): {report.sections_added} section(s) added, {report.sections_changed} changed, "
+        f"{report.users_moved} user(s) moved, {report.rows_waiting} row(s) waiting for their 発令日"
+    )
+    if report.users_unknown:
+        click.echo(f"no user for 職員番号 {', '.join(sorted(set(report.users_unknown)))}", err=True)
+
+
 # -- probe ----------------------------------------------------------------------------
 
 

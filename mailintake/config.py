@@ -81,6 +81,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Choices of 保存期間 offered at 収受登録.",
     ),
     Setting("session_hours", 10.0, "Hours a web sign-in lasts."),
+    Setting(
+        "filelink_status",
+        "",
+        "The file-share linkage engine's status file (its status_file), shown to system administrators; "
+        "empty hides the page.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -108,6 +114,7 @@ class Settings:
     receipt_number_format: str
     retention_periods: tuple[str, ...]
     session_hours: float
+    filelink_status: Path | None
 
     @property
     def blob_dir(self) -> Path:
@@ -198,6 +205,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         receipt_number_format=_receipt_format(raw["receipt_number_format"]),
         retention_periods=_choices(raw, "retention_periods"),
         session_hours=_float(raw, "session_hours", minimum=0.1),
+        filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
     )
 
 

@@ -163,6 +163,8 @@ class Section(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     symbol: Mapped[str] = mapped_column(String(50))
+    # 所属コード of the personnel system's 組織マスタ, once imported.
+    code: Mapped[str | None] = mapped_column(String(50), unique=True, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

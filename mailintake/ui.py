@@ -125,6 +125,7 @@ def install_filters(templates: Jinja2Templates) -> None:
     env.filters["short_datetime"] = jpdates.short_datetime
     env.filters["jst_date"] = jpdates.jst_date
     env.filters["filesize"] = filesize
+    env.filters["iso_wareki"] = lambda value: jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
     env.filters["display_name"] = display_name
     env.globals["STATUS_LABELS"] = STATUS_LABELS
     env.globals["ROLE_LABELS"] = ROLE_LABELS

@@ -20,7 +20,8 @@ PREFIX = "flt"
 
 
 def tree_config(base: Path, *, account: str = "root", group_of: Any = None, **route_options: Any) -> Config:
-    """人事 sends 異動情報 to four systems; 文書管理 sends 目録 to 公文書館."""
+    """人事 sends 異動情報 to four systems and 組織マスタ to two; 文書管理 sends
+    目録 to 公文書館."""
     group_of = group_of or (lambda system: "root")
     data: dict[str, Any] = {
         "engine": {"root": str(base / "share"), "state_dir": str(base / "state"), "account": account},
@@ -34,7 +35,13 @@ def tree_config(base: Path, *, account: str = "root", group_of: Any = None, **ro
                 "destinations": ["kyuyo", "shomu", "bunsho", "zaimu"],
                 **route_options,
             },
-            {"id": "bunsho-rekishi", "source": "bunsho", "kind": "歴史的公文書目録情報", "destinations": ["kobunshokan"]},
+            {
+                "id": "bunsho-rekishi",
+                "source": "bunsho",
+                "kind": "歴史的公文書目録情報",
+                "destinations": ["kobunshokan"],
+            },
+            {"id": "jinji-soshiki", "source": "jinji", "kind": "組織マスタ", "destinations": ["bunsho", "zaimu"]},
         ],
     }
     return parse(data)

@@ -74,7 +74,7 @@ def test_kill_9_during_delivery_leaves_each_file_exactly_once_in_every_destinati
     log = tmp_path / "engine.log"
     for kill_after in (600, 2200):
         engine = _start(config_path, log)
-        wait_for(lambda n=kill_after: delivered() >= n or engine.poll() is not None, 120, interval=0.005)
+        wait_for(lambda n=kill_after, e=engine: delivered() >= n or e.poll() is not None, 120, interval=0.005)
         assert engine.poll() is None, log.read_text(errors="replace")
         engine.send_signal(signal.SIGKILL)
         engine.wait(10)

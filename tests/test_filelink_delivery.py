@@ -172,7 +172,9 @@ class TestCompleteness:
             assert all(delivered(config, d) == {} for d in DESTINATIONS), "picked up while being written"
             time.sleep(0.02)
 
-    def test_rename_strategy_ignores_the_temporary_name(self, make_engine: Callable[..., tuple[Config, Engine]]) -> None:
+    def test_rename_strategy_ignores_the_temporary_name(
+        self, make_engine: Callable[..., tuple[Config, Engine]]
+    ) -> None:
         config, engine = make_engine()
         temporary = outbox(config) / "IDOU.csv.part"
         writer = self._slow_writer(temporary)
