@@ -249,7 +249,7 @@ class Engine:
             if dt.datetime.fromisoformat(transfer.next_attempt_at) > dt.datetime.now(dt.UTC):
                 return
         try:
-            if transfer.state == "claiming" and not self._take_from_outbox(transfer, route):
+            if not self._take_from_outbox(transfer, route):
                 return
             payload = self._payload(transfer, route)
             if payload is None:
@@ -257,7 +257,7 @@ class Engine:
             if route.pre and not self._run_command("pre", route, transfer, payload):
                 raise DeliveryRefused("前処理コマンドが失敗しました")
             for delivery in self.journal.deliveries(transfer.id):
-                if delivery.state != "delivered":
+                if delivery.state != "delivered":  # 'delivered' only once the transfer is done
                     self._deliver(transfer, route, delivery.destination, delivery.state, delivery.final_name, payload)
             if route.post:
                 self._run_command("post", route, transfer, payload)
@@ -268,19 +268,24 @@ class Engine:
     def _take_from_outbox(self, transfer: Transfer, route: Route) -> bool:
         work = self._work(transfer.id)
         if not work.exists():
+            archived = next(iter((self.config.archive_dir / route.id).glob(f"*/{transfer.id}.data")), None)
+            if archived is not None:
+                # Archived just before a crash: delivered; a new file of the
+                # same name in the outbox is not this transfer's.
+                transfer.size, transfer.sha256 = _sha256(archived)
+                self.journal.finish(transfer.id, transfer.size, transfer.sha256)
+                return False
             source = Path(transfer.source_path)
             try:
                 os.rename(source, work)
             except FileNotFoundError:
                 self.journal.forget(transfer.id)  # the sender took it back before the claim
                 return False
-            _fsync_dir(work.parent)
-            _fsync_dir(source.parent)
+            # No fsync here: if a crash loses the rename, the file is back in
+            # the outbox and the journal's 'claiming' entry renames it again.
             if route.completeness == "done-file":
                 Path(str(source) + route.done_suffix).unlink(missing_ok=True)
-        size, sha = _sha256(work)
-        self.journal.claimed(transfer.id, size, sha)
-        transfer.state, transfer.size, transfer.sha256 = "claimed", size, sha
+        transfer.size, transfer.sha256 = _sha256(work)
         return True
 
     def _payload(self, transfer: Transfer, route: Route) -> Path | None:
@@ -319,13 +324,13 @@ class Engine:
             if not temporary.exists():
                 # The link happened and the temporary name went before the
                 # crash; the receiver may even have taken the file already.
-                self._delivered(transfer, route, destination, final_name, started)
+                self._delivered(transfer, route, destination, final_name, started, "recovered")
                 return
             final = inbox / final_name
             if final.exists() and os.path.samefile(temporary, final):
                 temporary.unlink()
                 _fsync_dir(inbox)
-                self._delivered(transfer, route, destination, final_name, started)
+                self._delivered(transfer, route, destination, final_name, started, "recovered")
                 return
         else:
             temporary.unlink(missing_ok=True)  # a partial copy from before a crash
@@ -366,10 +371,19 @@ class Engine:
                 return candidate
             generation += 1
 
-    def _delivered(self, transfer: Transfer, route: Route, destination: str, final_name: str, started: float) -> None:
-        self.journal.delivered(transfer.id, destination)
+    def _delivered(
+        self,
+        transfer: Transfer,
+        route: Route,
+        destination: str,
+        final_name: str,
+        started: float,
+        result: str = "delivered",
+    ) -> None:
+        # The journal needs no entry here: 'linking' with the temporary name
+        # gone already means delivered; the transfer's 'done' records it.
         self.transfer_log.write(
-            result="delivered",
+            result=result,
             route=route.id,
             transfer=transfer.id,
             file=transfer.name,
@@ -389,7 +403,7 @@ class Engine:
         if work.exists():
             os.rename(work, folder / f"{transfer.id}.data")
         self._work(transfer.id, ".out").unlink(missing_ok=True)
-        self.journal.set_state(transfer.id, "done")
+        self.journal.finish(transfer.id, transfer.size or 0, transfer.sha256 or "")
 
     def _to_error(self, transfer: Transfer, route: Route, reason: str) -> None:
         """Refuse a claimed file: it goes to the sender's error folder."""

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS transfers (
     route TEXT NOT NULL,
     name TEXT NOT NULL,
     source_path TEXT NOT NULL,
-    state TEXT NOT NULL,          -- claiming, claimed, error, done
+    state TEXT NOT NULL,          -- claiming, error, done
     size INTEGER,
     sha256 TEXT,
     created_at TEXT NOT NULL,
@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS ix_transfers_route ON transfers(route, updated_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     transfer_id TEXT NOT NULL REFERENCES transfers(id),
     destination TEXT NOT NULL,
-    state TEXT NOT NULL,          -- pending, linking, delivered
+    state TEXT NOT NULL,          -- pending, linking (final name chosen), delivered
     final_name TEXT,
     delivered_at TEXT,
     PRIMARY KEY (transfer_id, destination)
@@ -97,11 +97,20 @@ class Journal:
                 [(transfer_id, d) for d in destinations],
             )
 
-    def claimed(self, transfer_id: str, size: int, sha256: str) -> None:
-        self._write(
-            "UPDATE transfers SET state = 'claimed', size = ?, sha256 = ?, updated_at = ? WHERE id = ?",
-            (size, sha256, now(), transfer_id),
-        )
+    def finish(self, transfer_id: str, size: int, sha256: str) -> None:
+        """Done: archived, every destination delivered, in one commit."""
+        stamp = now()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "UPDATE transfers SET state = 'done', size = ?, sha256 = ?, last_error = '', next_attempt_at = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (size, sha256, stamp, transfer_id),
+            )
+            self.db.execute(
+                "UPDATE deliveries SET state = 'delivered', delivered_at = ? WHERE transfer_id = ?",
+                (stamp, transfer_id),
+            )
 
     def forget(self, transfer_id: str) -> None:
         with self.db:
@@ -157,12 +166,6 @@ class Journal:
         self._write(
             "UPDATE deliveries SET state = 'pending', final_name = NULL WHERE transfer_id = ? AND destination = ?",
             (transfer_id, destination),
-        )
-
-    def delivered(self, transfer_id: str, destination: str) -> None:
-        self._write(
-            "UPDATE deliveries SET state = 'delivered', delivered_at = ? WHERE transfer_id = ? AND destination = ?",
-            (now(), transfer_id, destination),
         )
 
     # -- status --------------------------------------------------------------------
