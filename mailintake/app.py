@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jinja2
@@ -25,6 +26,8 @@ from .metrics import render as render_metrics
 from .services import Services
 from .sessions import SESSION_COOKIE
 from .ui import WebUI, error_page
+
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -113,6 +116,7 @@ def create_app(services: Services) -> Starlette:
         return error_page(templates, request, _HttpError(message, exc.status_code))
 
     async def database_error(request: Request, exc: Exception) -> Response:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
         if wants_json(request):
             return JSONResponse({"error": "database unavailable"}, status_code=503)
         return error_page(

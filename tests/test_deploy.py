@@ -33,3 +33,17 @@ def test_the_systemd_units_are_hardened_and_separate() -> None:
         assert service["CapabilityBoundingSet"] == ""
         commands.add(service["ExecStart"].split()[-1])
     assert commands == {"smtp", "web"}
+
+
+def test_the_linkage_engine_runs_unprivileged_and_the_samba_shares_are_per_system() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / "filelink.service", encoding="utf-8")
+    service = unit["Service"]
+    assert service["User"] == "filelink" and service["NoNewPrivileges"] == "yes"
+    assert service["CapabilityBoundingSet"] == "" and service["ExecStart"].endswith("filelink run")
+    shares = configparser.ConfigParser(strict=False, interpolation=None)
+    shares.read(DEPLOY / "samba" / "smb.conf.filelink", encoding="utf-8")
+    for name in ("jinji", "kyuyo", "shomu", "zaimu"):
+        assert shares[name]["path"] == f"/srv/filelink/{name}"
+        assert shares[name]["valid users"] == f"@fl-{name}"
