@@ -21,3 +21,5 @@ bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.smtp_throughput
 	$(BIN)/python -m bench.decode
+	$(BIN)/python -m bench.web_list
+	$(BIN)/python -m bench.filelink
