@@ -200,12 +200,11 @@ class Inbox:
         return message
 
     def messages(self, user: UserInfo, message_ids: list[int]) -> list[Message]:
+        """Several visible messages with their attachments and addresses, detached."""
         with Session(self.engine, expire_on_commit=False) as session:
-            out = []
-            for message_id in message_ids:
-                message = visible_message(session, user, message_id)
-                out.append(message)
-            session.execute(
+            out = [visible_message(session, user, message_id) for message_id in message_ids]
+            # One query fills in the attachments of all of them.
+            session.scalars(
                 select(Message).options(selectinload(Message.attachments)).where(Message.id.in_(message_ids))
             ).all()
             return out

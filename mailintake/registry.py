@@ -23,9 +23,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import audit, charsets, jpdates
-from .accounts import UserInfo
+from .accounts import UserInfo, default_symbol
 from .errors import BadRequest, ConfigError, Conflict, NotFound
-from .models import Address, Attachment, Classification, Message, ReceiptCounter, Registration, Section, utcnow
+from .models import (
+    Address,
+    Attachment,
+    Classification,
+    Message,
+    ReceiptCounter,
+    Registration,
+    Section,
+    User,
+    utcnow,
+)
 from .visibility import visible_message
 
 Clock = Callable[[], dt.datetime]
@@ -327,8 +337,6 @@ def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
 def _section_of(session: Session, address: Address) -> Section:
     section = session.scalar(select(Section).where(Section.name == address.section))
     if section is None:
-        from .accounts import default_symbol
-
         section = Section(name=address.section, symbol=default_symbol(address.section))
         session.add(section)
         session.flush()
@@ -373,8 +381,6 @@ def _document_attachments(session: Session, message_id: int, wanted: Sequence[in
 
 
 def _info(session: Session, registration: Registration) -> RegistrationInfo:
-    from .models import User
-
     registered_by = session.get(User, registration.registered_by)
     return RegistrationInfo(
         id=registration.id,

@@ -125,7 +125,9 @@ def install_filters(templates: Jinja2Templates) -> None:
     env.filters["short_datetime"] = jpdates.short_datetime
     env.filters["jst_date"] = jpdates.jst_date
     env.filters["filesize"] = filesize
-    env.filters["iso_wareki"] = lambda value: jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
+    env.filters["iso_wareki"] = lambda value: (
+        jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
+    )
     env.filters["display_name"] = display_name
     env.globals["STATUS_LABELS"] = STATUS_LABELS
     env.globals["ROLE_LABELS"] = ROLE_LABELS
@@ -311,13 +313,7 @@ class WebUI:
         sha, size = message.raw_sha256, int(message.raw_size)
         limit = 2 * 1024 * 1024
         data = b"".join(self.services.originals.chunks(sha, min(size, limit)))
-        self.services.audit.record(
-            user,
-            "view_source",
-            message_id=message.id,
-            section_id=self._section_id(message.address.section),
-            client_address=client_address(request),
-        )
+        self._audit(request, "view_source", message)
         return self.render(
             request,
             "source.html",
@@ -329,13 +325,7 @@ class WebUI:
     def message_original(self, request: Request) -> Response:
         user = _session(request).user
         message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
-        self.services.audit.record(
-            user,
-            "download_original",
-            message_id=message.id,
-            section_id=self._section_id(message.address.section),
-            client_address=client_address(request),
-        )
+        self._audit(request, "download_original", message)
         size = int(message.raw_size)
         return StreamingResponse(
             iterate_in_threadpool(self.services.originals.chunks(message.raw_sha256, size)),
@@ -351,14 +341,7 @@ class WebUI:
         message_id = _path_int(request, "message_id")
         attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
         message = self.services.inbox.message(user, message_id, mark_read=False)
-        self.services.audit.record(
-            user,
-            "download_attachment",
-            message_id=message_id,
-            section_id=self._section_id(message.address.section),
-            detail=display_name(attachment.filename),
-            client_address=client_address(request),
-        )
+        self._audit(request, "download_attachment", message, display_name(attachment.filename))
         return FileResponse(
             self.services.blobs.path_for(attachment.sha256),
             media_type=safe_content_type(attachment.content_type),
@@ -385,6 +368,16 @@ class WebUI:
                 "plugin-types application/pdf; sandbox allow-same-origin",
                 "X-Frame-Options": "SAMEORIGIN",
             },
+        )
+
+    def _audit(self, request: Request, action: str, message: Any, detail: str = "") -> None:
+        self.services.audit.record(
+            _session(request).user,
+            action,
+            message_id=message.id,
+            section_id=self._section_id(message.address.section),
+            detail=detail,
+            client_address=client_address(request),
         )
 
     def _section_id(self, section_name: str) -> int | None:

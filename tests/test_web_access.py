@@ -223,3 +223,52 @@ class TestHeaders:
             policy = headers["content-security-policy"]
             assert "default-src 'none'" in policy and "script-src 'self'" in policy, path
             assert "unsafe-inline" not in policy, path
+
+
+class TestAudit:
+    def test_source_views_and_downloads_are_logged_and_admins_can_export_them(
+        self, services: Services, web: dict[str, Any]
+    ) -> None:
+        browser: Browser = web["browser"]
+        ours = web["ours"]
+        attachment = attachment_id(services, ours)
+        for path in (
+            f"/messages/{ours}/source",
+            f"/messages/{ours}/original.eml",
+            f"/messages/{ours}/attachments/{attachment}",
+        ):
+            assert browser.get(path).status_code == 200
+        admin = web["open"](web["base_url"])
+        admin.login("admin")
+        exported = admin.get("/admin/audit.csv")
+        assert exported.status_code == 200 and exported.content.startswith(b"\xef\xbb\xbf")
+        rows = [line.split(",") for line in exported.content.decode("utf-8-sig").splitlines()[1:]]
+        logged = [(r[1], r[2], r[3], r[4]) for r in reversed(rows) if r[2] != "ログイン"]
+        assert logged == [
+            ("sato", "ソース表示", str(ours), "総務課"),
+            ("sato", "原本ダウンロード", str(ours), "総務課"),
+            ("sato", "添付ダウンロード", str(ours), "総務課"),
+        ]
+        assert "資料.pdf" in exported.content.decode("utf-8-sig")
+        page = admin.get("/admin/audit").text
+        assert page.count("ソース表示") == 1
+
+
+class TestAttachmentPreview:
+    def test_html_and_svg_attachments_are_never_shown_inline(self, services: Services, web: dict[str, Any]) -> None:
+        svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+        message = stored_message(
+            services,
+            SOUMU,
+            attachments=(("図.svg", svg, "image/svg+xml"), ("案内.html", b"<script>alert(1)</script>", "text/html")),
+        )
+        browser: Browser = web["browser"]
+        with Session(services.engine) as session:
+            stored = session.get(Message, message)
+            assert stored is not None
+            ids = [a.id for a in stored.attachments]
+        for attachment in ids:
+            assert browser.get(f"/messages/{message}/attachments/{attachment}/preview").status_code == 404
+            download = browser.get(f"/messages/{message}/attachments/{attachment}")
+            assert download.headers["content-disposition"].startswith("attachment;")
+            assert download.headers["x-content-type-options"] == "nosniff"
