@@ -65,6 +65,28 @@ class TestSignIn:
         assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
         assert browser.get("/messages").status_code == 200
 
+    def test_behind_the_tls_proxy_the_cookies_are_secure(
+        self, services: Services, service: ServiceThread, browsers: Any
+    ) -> None:
+        add_user(services, "sato", ["総務課"])
+        auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
+        client = browsers(service.base_url).client
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
+        form = client.get("/login", headers=proxied)
+        assert "secure" in form.headers["set-cookie"].lower()
+        # httpx, like a browser, keeps Secure cookies off plain http: hand it over.
+        login_cookie = form.cookies["mailintake_login_csrf"]
+        response = client.post(
+            "/login",
+            data={"username": "sato", "password": PASSWORD, "csrf_token": csrf_token(form.text)},
+            headers={**proxied, "Cookie": f"mailintake_login_csrf={login_cookie}"},
+        )
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
+        # The audit log names the clerk's machine, not the proxy.
+        logins = [e for e in services.audit.entries(auditor) if e.action == "login"]
+        assert [(e.username, e.client_address) for e in logins] == [("sato", "10.1.2.3")]
+
     def test_a_wrong_password_is_refused_and_repeated_failures_are_throttled(
         self, services: Services, service: ServiceThread, browsers: Any
     ) -> None:
