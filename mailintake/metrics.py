@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .models import Message
+from .models import Message, Registration
 
 REFUSAL_REASONS = ("not_relay_network", "too_many_connections", "unknown_recipient", "too_big", "spool_error")
 
@@ -119,6 +119,11 @@ class IntakeCollector(Collector):
         messages = GaugeMetricFamily(
             "mailintake_messages", "Stored messages by status (registered = 収受済).", labels=["status"]
         )
+        registrations = CounterMetricFamily(
+            "mailintake_registrations",
+            "収受登録 made, by their state now (cancelled = 取消; numbers are never reused).",
+            labels=["status"],
+        )
         up = GaugeMetricFamily("mailintake_database_up", "1 when the database answered this scrape.")
         try:
             with Session(self.engine) as session:
@@ -126,12 +131,18 @@ class IntakeCollector(Collector):
                     select(Message.status, func.count()).where(Message.probe_id.is_(None)).group_by(Message.status)
                 )
                 counts = {status: int(n) for status, n in rows}
+                registered = dict(
+                    session.execute(select(Registration.status, func.count()).group_by(Registration.status)).all()
+                )
             for status in ("new", "registered", "dismissed"):
                 messages.add_metric([status], counts.get(status, 0))
+            for status in ("active", "cancelled"):
+                registrations.add_metric([status], int(registered.get(status, 0)))
             up.add_metric([], 1)
         except SQLAlchemyError:
             up.add_metric([], 0)
         yield messages
+        yield registrations
         yield up
 
 

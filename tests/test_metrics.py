@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from mailintake.messages import MessageQuery
+from mailintake.registry import RegistrationRequest
+from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -48,3 +53,20 @@ def test_metrics_count_accepted_refused_ingested_and_backlog(service: ServiceThr
     assert samples[("mailintake_messages", (("status", "registered"),))] == 0
     assert samples[("mailintake_database_up", ())] == 1
     assert 0 <= samples[("mailintake_ingest_latency_seconds", ())] < 10
+    assert samples[("mailintake_registrations_total", (("status", "active"),))] == 0
+
+
+def test_registrations_are_counted_by_state(services: Services, service: ServiceThread) -> None:
+    send(service.smtp_port, make_message())
+    wait_for(lambda: services.messages.count() == 1, 10)
+    clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
+    message_id = services.messages.list(MessageQuery())[0][0]["id"]
+    request = RegistrationRequest(message_id, "件名", "差出人", dt.date(2026, 11, 20), "1年")
+    registered = services.registry.register(clerk, [request])[0]
+    chief = services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"])
+    services.registry.cancel(chief, registered.id, "誤登録")
+    services.registry.register(clerk, [request])
+    samples = _samples(service)
+    assert samples[("mailintake_registrations_total", (("status", "active"),))] == 1
+    assert samples[("mailintake_registrations_total", (("status", "cancelled"),))] == 1
+    assert samples[("mailintake_messages", (("status", "registered"),))] == 1
