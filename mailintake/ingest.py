@@ -17,12 +17,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from . import search
 from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
@@ -36,6 +39,10 @@ from .spool import Spool, SpoolCorrupt, SpooledMessage
 
 log = logging.getLogger(__name__)
 
+# Search indexing waits for a quiet spell, then goes in small batches so
+# that a database lock it holds delays new mail by one batch at most.
+IDLE_SECONDS = 2.0
+IDLE_INDEX_BATCH = 10
 POISON_NOTE = "解析できませんでした（時間内に終わらないか、解析処理が異常終了しました）。原文を確認してください。"
 
 
@@ -82,11 +89,13 @@ class Ingester:
         self._on_parse = on_parse or (lambda _id: None)
         self._parsed: dict[str, ParsedMessage] = {}
         self._schema_ready = False
+        self._last_busy = 0.0
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
         """Ingest until ``should_stop()``; never gives up on an error (the
         mail stays in the spool) but pauses before retrying."""
         self.blobs.root.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._index_when_quiet, args=(should_stop,), name="search-indexer", daemon=True).start()
         while not should_stop():
             try:
                 if not self._schema_ready:
@@ -105,10 +114,35 @@ class Ingester:
                 log.exception("ingestion failed; retrying")
                 wait_for_work(self.settings.ingest_retry_seconds)
                 continue
-            if done == 0:
+            if done:
+                self._last_busy = time.monotonic()
+            else:
                 # A periodic rescan too: entries may come from another
                 # process (mailintake import) that cannot wake this one.
                 wait_for_work(1.0)
+
+    def _index_when_quiet(self, should_stop: Callable[[], bool]) -> None:
+        """Search indexing, in a thread of lowest CPU priority: only after no
+        mail has come for IDLE_SECONDS, in small batches, so that it neither
+        delays new mail nor takes CPU from the relay (under load nothing is
+        indexed; searches scan the few unindexed mails meanwhile)."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+        while not should_stop():
+            if time.monotonic() - self._last_busy < IDLE_SECONDS:
+                time.sleep(0.5)
+                continue
+            try:
+                if search.index_pending(self.engine, batch=IDLE_INDEX_BATCH) == 0:
+                    time.sleep(1.0)
+            except SQLAlchemyError as exc:
+                log.warning("search indexing paused: %s", type(exc).__name__)
+                time.sleep(max(self.settings.ingest_retry_seconds, 5.0))
+            except Exception:
+                log.exception("search indexing failed; retrying")
+                time.sleep(self.settings.ingest_retry_seconds)
 
     def ingest_pending(self, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Ingest committed spool entries in batches; returns how many."""

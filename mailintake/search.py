@@ -13,38 +13,31 @@ SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
 on it is broken). PostgreSQL: a ``tsvector`` column with a GIN index in the
 'simple' configuration (pg_trgm cannot index two-character words).
 
-The index is filled by :class:`SearchIndexer`, a low-priority process of its
-own, never by ingestion: indexing inside the ingester halved SMTP
-throughput. Messages it has not reached yet are found by a substring scan of
-the newest few, so a search never misses fresh mail.
+The index is filled by the ingester's process while the spool is empty, in
+small batches, never inside an ingestion transaction (indexing there halved
+SMTP throughput; a separate indexer process cost 60 MB of memory and, on
+SQLite, write-lock contention with ingestion). Messages not reached yet are
+found by a substring scan of the newest few, so a search never misses
+fresh mail.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import multiprocessing.synchronize
-import os
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, or_, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import charsets
-from .config import Settings
 from .models import Message
-
-log = logging.getLogger(__name__)
 
 MAX_INDEXED_CHARS = 20_000
 BATCH = 500
 # Ids the indexer looks back over: a transaction that committed a lower id
 # after a higher one (two writers at once) is still picked up.
 LOOKBACK = 2_000
-_SPAWN = multiprocessing.get_context("spawn")
 
 
 def normalize(value: str) -> str:
@@ -248,52 +241,3 @@ def _fts5_term(run: list[str]) -> str:
 
 def _fts5_string(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
-
-
-# -- the indexer process -------------------------------------------------------------
-
-
-def _indexer_main(settings: Settings, stop: multiprocessing.synchronize.Event, interval: float) -> None:
-    from .db import make_engine
-    from .server import configure_logging
-
-    configure_logging(settings)
-    try:
-        os.nice(10)  # the relay and the web pages come first
-    except OSError:
-        pass
-    engine = make_engine(settings)
-    while not stop.is_set():
-        try:
-            done = index_pending(engine)
-        except SQLAlchemyError as exc:
-            log.warning("search indexing paused: %s", type(exc).__name__)
-            done = 0
-        if done < BATCH:
-            stop.wait(interval)
-    engine.dispose()
-
-
-class SearchIndexer:
-    """Keeps the search index up to date from its own process."""
-
-    def __init__(self, settings: Settings, interval: float = 1.0) -> None:
-        self.settings = settings
-        self.interval = interval
-        self._stop = _SPAWN.Event()
-        self._process: Any = None
-
-    def start(self) -> None:
-        self._process = _SPAWN.Process(
-            target=_indexer_main, args=(self.settings, self._stop, self.interval), name="mailintake-indexer"
-        )
-        self._process.daemon = True
-        self._process.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._process is not None:
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()

@@ -16,7 +16,6 @@ from .app import create_app
 from .config import Settings
 from .db import create_schema
 from .ingest_process import IngestSupervisor
-from .search import SearchIndexer
 from .services import Services, build_services
 from .smtp import SmtpRelay
 
@@ -58,7 +57,6 @@ async def run_service(
     relay: SmtpRelay | None = None
     web_task: asyncio.Task[None] | None = None
     server: uvicorn.Server | None = None
-    indexer: SearchIndexer | None = None
     try:
         if smtp:
             ingester = IngestSupervisor(settings)
@@ -67,8 +65,6 @@ async def run_service(
             ingester.start()
             _announce(on_ready, f"SMTP relay on {relay.address_text}")
         if web:
-            indexer = SearchIndexer(settings)
-            indexer.start()
             config = uvicorn.Config(
                 create_app(services),
                 host=settings.http_host,
@@ -100,8 +96,6 @@ async def run_service(
             await relay.stop()
         if ingester is not None:
             await asyncio.to_thread(ingester.stop)
-        if indexer is not None:
-            await asyncio.to_thread(indexer.stop)
         services.close()
 
 

@@ -3,17 +3,31 @@ real database server unreachable without stopping it."""
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
+
+
+def _port_below_ephemeral_range() -> int:
+    """A free port the kernel never hands out as a client's source port: a
+    client retrying against the cut proxy could otherwise connect to itself
+    on it (TCP simultaneous open) and keep it from being listened on again."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+        low = int(fh.read().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class TcpProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = _port_below_ephemeral_range()
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -31,6 +45,12 @@ class TcpProxy:
         """Refuse new connections and reset the open ones."""
         with self._lock:
             if self._listener is not None:
+                # shutdown() wakes the accept() blocked in the other thread;
+                # close() alone would leave the port listening until it returns.
+                try:
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:
