@@ -9,6 +9,7 @@ manages users, sections, classifications and addresses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -23,9 +24,14 @@ ROLE_LABELS = {"clerk": "係員", "section_admin": "所属管理者", "system_ad
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so that a wrong user name
-# takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so that a wrong user
+    name takes as long as a wrong password. Made on first use: hashing is
+    slow by design, and every command would pay for it at import."""
+    return _hasher.hash("not a password of anyone")
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,7 @@ class AccountService:
             name = ""
         with Session(self.engine) as session, session.begin():
             user = session.scalar(select(User).where(User.username == name)) if name else None
-            stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+            stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
             try:
                 _hasher.verify(stored, password)
             except (VerificationError, InvalidHashError):
