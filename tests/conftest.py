@@ -345,3 +345,9 @@ def browsers() -> Iterator[Callable[[str], Any]]:
     yield factory
     for browser in opened:
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def acl_tools() -> None:
+    """setfacl/getfacl, which `filelink init` needs (Debian's acl package)."""
+    require(apt_install("acl", "/usr/bin/setfacl"), "Debian's acl package is not installable here")

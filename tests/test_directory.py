@@ -77,7 +77,7 @@ class TestImport:
 
 
 def test_a_transfer_dropped_in_the_personnel_outbox_moves_the_user_in_mailintake(
-    staff: Services, settings: Settings, tmp_path: Path
+    staff: Services, settings: Settings, tmp_path: Path, acl_tools: None
 ) -> None:
     linkage = tree_config(tmp_path / "linkage", convert="")
     permissions.apply(linkage)
@@ -116,7 +116,7 @@ def test_a_transfer_dropped_in_the_personnel_outbox_moves_the_user_in_mailintake
 
 
 def test_system_admins_see_the_linkage_status_page(
-    make_settings: Any, start_service: Any, browsers: Any, tmp_path: Path
+    make_settings: Any, start_service: Any, browsers: Any, tmp_path: Path, acl_tools: None
 ) -> None:
     linkage = tree_config(tmp_path / "linkage")
     permissions.apply(linkage)

@@ -30,7 +30,9 @@ def _start(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def test_kill_9_during_delivery_leaves_each_file_exactly_once_in_every_destination(tmp_path: Path) -> None:
+def test_kill_9_during_delivery_leaves_each_file_exactly_once_in_every_destination(
+    tmp_path: Path, acl_tools: None
+) -> None:
     config = tree_config(tmp_path)
     permissions.apply(config)
     data = config_data(config)

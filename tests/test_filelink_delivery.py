@@ -25,7 +25,7 @@ KIND = "異動情報"
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path) -> Iterator[Callable[..., tuple[Config, Engine]]]:
+def make_engine(tmp_path: Path, acl_tools: None) -> Iterator[Callable[..., tuple[Config, Engine]]]:
     engines: list[Engine] = []
 
     def factory(**route_options: Any) -> tuple[Config, Engine]:

@@ -15,7 +15,7 @@ from filelink import permissions
 from filelink.config import Config
 from filelink.engine import Engine
 
-from .conftest import apt_install, require
+from .conftest import require
 from .linkage import (
     ENGINE_USER,
     config_data,
@@ -38,9 +38,8 @@ LIST = "import os, sys; os.listdir(sys.argv[1])"
 
 
 @pytest.fixture(scope="module")
-def accounts() -> Iterator[None]:
+def accounts(acl_tools: None) -> Iterator[None]:
     require(os.geteuid() == 0, "creating OS users needs root")
-    require(apt_install("acl", "/usr/bin/setfacl"), "Debian's acl package is not installable here")
     create_accounts()
     yield
     remove_accounts()
