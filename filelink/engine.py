@@ -143,7 +143,9 @@ class Engine:
         self.journal = Journal(config.journal_path)
         self.transfer_log = TransferLog(config)
         self._seen: dict[Path, _Seen] = {}
+        self._hashes: dict[str, tuple[int, str]] = {}
         self._last_prune = 0.0
+        self._last_status = 0.0
 
     def close(self) -> None:
         self.journal.close()
@@ -159,7 +161,9 @@ class Engine:
         self.resume()
         while not stop.is_set():
             self.scan_once()
-            self.write_status()
+            if time.monotonic() - self._last_status >= 1.0:  # not once per inotify event
+                self.write_status()
+                self._last_status = time.monotonic()
             wake.wait(self._sleep_seconds())
             wake.clear()
 
@@ -285,7 +289,9 @@ class Engine:
             # the outbox and the journal's 'claiming' entry renames it again.
             if route.completeness == "done-file":
                 Path(str(source) + route.done_suffix).unlink(missing_ok=True)
-        transfer.size, transfer.sha256 = _sha256(work)
+        if transfer.id not in self._hashes:  # a retry does not read a large file again
+            self._hashes[transfer.id] = _sha256(work)
+        transfer.size, transfer.sha256 = self._hashes[transfer.id]
         return True
 
     def _payload(self, transfer: Transfer, route: Route) -> Path | None:
@@ -404,6 +410,7 @@ class Engine:
             os.rename(work, folder / f"{transfer.id}.data")
         self._work(transfer.id, ".out").unlink(missing_ok=True)
         self.journal.finish(transfer.id, transfer.size or 0, transfer.sha256 or "")
+        self._hashes.pop(transfer.id, None)
 
     def _to_error(self, transfer: Transfer, route: Route, reason: str) -> None:
         """Refuse a claimed file: it goes to the sender's error folder."""
@@ -412,6 +419,7 @@ class Engine:
         os.rename(self._work(transfer.id), target)
         self._write_reason(target, reason, transfer.name)
         self.journal.set_state(transfer.id, "error", reason)
+        self._hashes.pop(transfer.id, None)
         self.transfer_log.write(
             result="error", route=route.id, transfer=transfer.id, file=transfer.name, source=route.source, reason=reason
         )

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .errors import BadRequest, NotFound
-from .models import ROLES, Address, Section, User, utcnow
+from .models import ROLES, Section, User, utcnow
 
 ROLE_LABELS = {"clerk": "係員", "section_admin": "所属管理者", "system_admin": "システム管理者"}
 MIN_PASSWORD_LENGTH = 10
@@ -106,9 +106,7 @@ class AccountService:
     # -- sections --------------------------------------------------------------
 
     def sections(self) -> list[SectionInfo]:
-        """Every section, including those only named by an address so far."""
-        with Session(self.engine) as session, session.begin():
-            self._sync_sections(session)
+        with Session(self.engine) as session:
             rows = session.scalars(select(Section).order_by(Section.name)).all()
             return [SectionInfo(s.id, s.name, s.symbol) for s in rows]
 
@@ -126,26 +124,6 @@ class AccountService:
                 raise NotFound(f"no section {section_id}")
             row.symbol = symbol
             return SectionInfo(row.id, row.name, row.symbol)
-
-    def _sync_sections(self, session: Session) -> None:
-        named = set(session.scalars(select(Address.section).distinct()))
-        known = set(session.scalars(select(Section.name)))
-        for name in sorted(named - known):
-            session.add(Section(name=name, symbol=default_symbol(name)))
-        session.flush()
-
-    def _sections_by_name(self, session: Session, names: list[str]) -> list[Section]:
-        self._sync_sections(session)
-        out = []
-        for name in names:
-            name = name.strip()
-            row = session.scalar(select(Section).where(Section.name == name))
-            if row is None:
-                row = Section(name=name, symbol=default_symbol(name))
-                session.add(row)
-                session.flush()
-            out.append(row)
-        return out
 
     # -- users -----------------------------------------------------------------
 
@@ -166,7 +144,7 @@ class AccountService:
             if session.scalar(select(User.id).where(User.username == name)) is not None:
                 raise BadRequest(f"ユーザー {name} は既に登録されています")
             user = User(username=name, display_name=display_name.strip(), password_hash=hashed, role=role)
-            user.sections = self._sections_by_name(session, [s for s in sections or [] if s.strip()])
+            user.sections = [ensure_section(session, s) for s in sections or [] if s.strip()]
             session.add(user)
             session.flush()
             return _info(user)
@@ -188,7 +166,7 @@ class AccountService:
                     raise BadRequest(f"role must be one of {', '.join(ROLES)}")
                 user.role = role
             if sections is not None:
-                user.sections = self._sections_by_name(session, [s for s in sections if s.strip()])
+                user.sections = [ensure_section(session, s) for s in sections if s.strip()]
             if display_name is not None:
                 user.display_name = display_name.strip()
             if enabled is not None:
@@ -237,6 +215,18 @@ class AccountService:
                 user.password_hash = _hasher.hash(password)
             user.last_login_at = utcnow()
             return _info(user)
+
+
+def ensure_section(session: Session, name: str) -> Section:
+    """The section called ``name``, created on first mention (by an address,
+    a user, or the 組織マスタ) with the default 文書記号."""
+    name = name.strip()
+    section = session.scalar(select(Section).where(Section.name == name))
+    if section is None:
+        section = Section(name=name, symbol=default_symbol(name))
+        session.add(section)
+        session.flush()
+    return section
 
 
 def default_symbol(section_name: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from .accounts import ensure_section
 from .errors import AddressError, NotFound
 from .fsync import fsync_dir
 from .models import Address, Message
@@ -81,6 +82,7 @@ class AddressService:
                 raise AddressError(f"address already designated: {normalized}")
             row = Address(address=normalized, section=section.strip(), label=label.strip())
             session.add(row)
+            ensure_section(session, row.section)
             session.commit()
         self.write_snapshot()
         return self.get(normalized)
@@ -135,6 +137,7 @@ class AddressService:
                 if not section.strip():
                     raise AddressError("a section (担当課) is required")
                 row.section = section.strip()
+                ensure_section(session, row.section)
             if label is not None:
                 row.label = label.strip()
             session.commit()

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, or_, select, text
+from sqlalchemy import Engine, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from . import jpdates, search
@@ -156,11 +156,6 @@ class Inbox:
             if wanted.date_to:
                 stmt = stmt.where(Message.received_at < _jst_midnight(wanted.date_to + dt.timedelta(days=1)))
             if wanted.q:
-                if session.get_bind().dialect.name == "postgresql":
-                    # Room to hash the matching ids: a common two-character
-                    # word matches a quarter of all mail, and without the hash
-                    # PostgreSQL probes the index once per listed row.
-                    session.execute(text("SET LOCAL work_mem = '256MB'"))
                 condition = search.condition(session.connection(), wanted.q)
                 if condition is not None:
                     stmt = stmt.where(condition)
@@ -210,12 +205,13 @@ class Inbox:
             return out
 
     def attachment(self, user: UserInfo, message_id: int, attachment_id: int) -> Attachment:
+        """The attachment, detached, with its message and address loaded."""
         with Session(self.engine) as session:
-            visible_message(session, user, message_id)
+            message = visible_message(session, user, message_id)
             row = session.get(Attachment, attachment_id)
             if row is None or row.message_id != message_id:
                 raise NotFound(f"no attachment {attachment_id}")
-            session.expunge(row)
+            row.message = message
             return row
 
 

@@ -23,16 +23,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import audit, charsets, jpdates
-from .accounts import UserInfo, default_symbol
+from .accounts import UserInfo, ensure_section
 from .errors import BadRequest, ConfigError, Conflict, NotFound
 from .models import (
-    Address,
     Attachment,
     Classification,
     Message,
     ReceiptCounter,
     Registration,
-    Section,
     User,
     utcnow,
 )
@@ -136,7 +134,7 @@ class Registry:
                 message = visible_message(session, user, request.message_id)
                 if claimed.rowcount != 1:  # type: ignore[attr-defined]
                     raise Conflict(f"メール {request.message_id} は既に収受済みか対象外です")
-                section = _section_of(session, message.address)
+                section = ensure_section(session, message.address.section)
                 fiscal_year = jpdates.fiscal_year(request.received_on)
                 number = _next_number(session, section.symbol, fiscal_year)
                 registration = Registration(
@@ -248,7 +246,7 @@ class Registry:
                 user,
                 action,
                 message_id=message_id,
-                section_id=_section_of(session, message.address).id,
+                section_id=ensure_section(session, message.address.section).id,
                 detail=reason or "",
                 client_address=client_address,
                 at=self.clock(),
@@ -332,15 +330,6 @@ def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
     )
     assert number is not None
     return int(number)
-
-
-def _section_of(session: Session, address: Address) -> Section:
-    section = session.scalar(select(Section).where(Section.name == address.section))
-    if section is None:
-        section = Section(name=address.section, symbol=default_symbol(address.section))
-        session.add(section)
-        session.flush()
-    return section
 
 
 def _path(by_id: dict[int, Classification], row: Classification) -> str | None:

@@ -340,8 +340,7 @@ class WebUI:
         user = _session(request).user
         message_id = _path_int(request, "message_id")
         attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
-        message = self.services.inbox.message(user, message_id, mark_read=False)
-        self._audit(request, "download_attachment", message, display_name(attachment.filename))
+        self._audit(request, "download_attachment", attachment.message, display_name(attachment.filename))
         return FileResponse(
             self.services.blobs.path_for(attachment.sha256),
             media_type=safe_content_type(attachment.content_type),
