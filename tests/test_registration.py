@@ -91,6 +91,19 @@ class TestReceiptNumbers:
         done = services.registry.register(people["clerk"], [request_for(good), request_for(other)])
         assert numbers(done) == [1, 2]
 
+    def test_the_classification_path_is_kept_as_it_read_at_registration(
+        self, services: Services, people: dict[str, UserInfo]
+    ) -> None:
+        top = services.registry.add_classification("総務")
+        child = services.registry.add_classification("契約", parent_id=top)
+        assert services.registry.classifications() == [(top, "総務"), (child, "総務 > 契約")]
+        with pytest.raises(BadRequest):
+            services.registry.add_classification("契約", parent_id=top)
+        done = services.registry.register(
+            people["clerk"], [request_for(stored_message(services, SOUMU), classification_id=child)]
+        )
+        assert done[0].classification == "総務 > 契約"
+
     def test_a_mail_cannot_be_registered_twice(self, services: Services, people: dict[str, UserInfo]) -> None:
         message = stored_message(services, SOUMU)
         services.registry.register(people["clerk"], [request_for(message)])
