@@ -113,6 +113,70 @@ def web(settings: Settings) -> None:
     _run(settings, smtp=False, web=True)
 
 
+# -- database schema ----------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database schema: migrations between releases."""
+
+
+def _engine(settings: Settings) -> Any:
+    from .db import make_engine
+
+    return make_engine(settings)
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@common_options
+def db_upgrade(settings: Settings, revision: str) -> None:
+    """Migrate the database to REVISION (default: the newest). Safe to repeat;
+    the SMTP relay may keep accepting mail into the spool meanwhile."""
+    from . import schema
+
+    engine = _engine(settings)
+    before = schema.status(engine)
+    after = schema.upgrade(engine, revision)
+    click.echo(
+        f"{before.current or ('なし' if before.state is schema.State.EMPTY else schema.BASELINE + '（未記録）')} → {after.current}: {after.describe()}"
+    )
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@common_options
+def db_downgrade(settings: Settings, revision: str) -> None:
+    """Migrate the database back to REVISION (before installing an older release)."""
+    from . import schema
+
+    after = schema.downgrade(_engine(settings), revision)
+    click.echo(f"→ {after.current or 'なし'}: {after.describe()}")
+
+
+@db.command("current")
+@common_options
+def db_current(settings: Settings) -> None:
+    """Show the database's revision and whether it matches this program."""
+    from . import schema
+
+    found = schema.status(_engine(settings))
+    click.echo(f"{found.current or '-'}\t{found.state.value}\t{found.describe()}")
+    if found.state not in (schema.State.CURRENT, schema.State.EMPTY):
+        sys.exit(3)
+
+
+@db.command("history")
+@common_options
+def db_history(settings: Settings) -> None:
+    """List the migrations, oldest first."""
+    from . import schema
+
+    head = schema.head_revision()
+    for revision, _down, doc in schema.history():
+        click.echo(f"{revision}{' (head)' if revision == head else ''}\t{doc}")
+
+
 # -- designated addresses -------------------------------------------------------
 
 

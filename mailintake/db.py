@@ -8,7 +8,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings
-from .models import Base
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -31,14 +30,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-def create_schema(engine: Engine) -> None:
-    from . import search
-
-    Base.metadata.create_all(engine)
-    with engine.begin() as conn:
-        search.create_index(conn)
 
 
 def database_reachable(engine: Engine) -> bool:

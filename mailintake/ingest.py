@@ -29,18 +29,19 @@ from . import search
 from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
-from .db import create_schema
 from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
 from .metrics import metrics_dir, write_json
 from .models import Address, Attachment, Message, utcnow
 from .probe import FORGED_NOTE
 from .probe import verify as verify_probe
+from .schema import SchemaMismatch, ensure_current
 from .spool import Spool, SpoolCorrupt, SpooledMessage
 
 log = logging.getLogger(__name__)
 
 # Search indexing waits for a quiet spell, then goes in small batches so
 # that a database lock it holds delays new mail by one batch at most.
+SCHEMA_CHECK_SECONDS = 5.0
 IDLE_SECONDS = 2.0
 IDLE_INDEX_BATCH = 10
 POISON_NOTE = "解析できませんでした（時間内に終わらないか、解析処理が異常終了しました）。原文を確認してください。"
@@ -88,7 +89,7 @@ class Ingester:
         self.stored_total = 0  # published to metrics/ingest.json
         self._on_parse = on_parse or (lambda _id: None)
         self._parsed: dict[str, ParsedMessage] = {}
-        self._schema_ready = False
+        self._schema_checked_at: float | None = None
         self._last_busy = 0.0
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
@@ -98,10 +99,15 @@ class Ingester:
         threading.Thread(target=self._index_when_quiet, args=(should_stop,), name="search-indexer", daemon=True).start()
         while not should_stop():
             try:
-                if not self._schema_ready:
-                    create_schema(self.engine)
-                    self._schema_ready = True
+                self._check_schema()
                 done = self.ingest_pending(should_stop)
+            except SchemaMismatch as exc:
+                # Someone is upgrading the database under a running relay:
+                # the mail waits in the spool until this code matches again.
+                log.warning("ingestion paused: %s", exc)
+                self._schema_checked_at = None
+                wait_for_work(max(self.settings.ingest_retry_seconds, 5.0))
+                continue
             except SQLAlchemyError as exc:
                 log.warning("ingestion paused, database unavailable: %s", type(exc).__name__)
                 wait_for_work(self.settings.ingest_retry_seconds)
@@ -120,6 +126,14 @@ class Ingester:
                 # A periodic rescan too: entries may come from another
                 # process (mailintake import) that cannot wake this one.
                 wait_for_work(1.0)
+
+    def _check_schema(self) -> None:
+        """At start and every few seconds: the database may be upgraded
+        (or created) while the relay runs."""
+        now = time.monotonic()
+        if self._schema_checked_at is None or now - self._schema_checked_at > SCHEMA_CHECK_SECONDS:
+            ensure_current(self.engine)
+            self._schema_checked_at = now
 
     def _index_when_quiet(self, should_stop: Callable[[], bool]) -> None:
         """Search indexing, in a thread of lowest CPU priority: only after no

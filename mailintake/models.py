@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -47,8 +48,20 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# PostgreSQL's own default names: a database created before migrations
+# existed (by create_all) already carries exactly these, and SQLite's batch
+# mode can then find and drop an unnamed constraint by the same name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
+
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Address(Base):
@@ -76,6 +89,8 @@ class Message(Base):
         Index("ix_messages_address_received", "address_id", "received_at", "id"),
         Index("ix_messages_received", "received_at", "id"),
         Index("ix_messages_address_status_received", "address_id", "status", "received_at", "id"),
+        # The retention purge: unregistered mail older than a cut-off, any address.
+        Index("ix_messages_status_received", "status", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -70,29 +70,7 @@ def query_runs(query: str) -> list[list[str]]:
     return out
 
 
-# -- schema ------------------------------------------------------------------------
-
-
-def create_index(conn: Connection) -> None:
-    """Created beside the ORM tables, not among them: a backup leaves the
-    index out and a restored database is indexed afresh."""
-    if conn.dialect.name == "sqlite":
-        conn.execute(
-            text(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS message_search "
-                "USING fts5(terms, tokenize = 'unicode61 remove_diacritics 0')"
-            )
-        )
-    else:
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS message_search ("
-                " message_id BIGINT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
-                " terms tsvector NOT NULL)"
-            )
-        )
-        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_message_search_terms ON message_search USING gin (terms)"))
-    conn.execute(text("CREATE TABLE IF NOT EXISTS search_state (id INTEGER PRIMARY KEY, last_message_id BIGINT)"))
+# -- schema: created by the migrations (mailintake/migrations) ---------------------
 
 
 def _indexed_column(dialect: str) -> str:

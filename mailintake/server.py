@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .app import create_app
 from .config import Settings
-from .db import create_schema
 from .ingest_process import IngestSupervisor
+from .schema import ensure_current
 from .services import Services, build_services
 from .smtp import SmtpRelay
 
@@ -43,10 +43,15 @@ async def run_service(
     """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given).
 
     The relay starts even when the database is down: it needs only the
-    spool and the address snapshot.
+    spool and the address snapshot. A database at another schema revision
+    is refused (:class:`~.schema.SchemaMismatch`) before anything listens.
     """
     services = build_services(settings, create_tables=False)
-    _create_schema_if_reachable(services)
+    try:
+        _prepare_database(services)
+    except BaseException:
+        services.close()
+        raise
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -99,9 +104,9 @@ async def run_service(
         services.close()
 
 
-def _create_schema_if_reachable(services: Services) -> None:
+def _prepare_database(services: Services) -> None:
     try:
-        create_schema(services.engine)
+        ensure_current(services.engine)
     except SQLAlchemyError as exc:
         # The ingester creates it once the database is back.
         log.warning("database unavailable at start-up (%s); mail is spooled meanwhile", type(exc).__name__)

@@ -12,10 +12,11 @@ from .addresses import AddressService
 from .audit import AuditLog
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
-from .db import create_schema, make_engine
+from .db import make_engine
 from .inbox import Inbox
 from .messages import MessageStore
 from .registry import Registry
+from .schema import ensure_current
 from .sessions import SessionManager
 from .spool import Spool
 from .tokens import TokenService
@@ -42,11 +43,13 @@ class Services:
 
 
 def build_services(settings: Settings, create_tables: bool = True) -> Services:
-    """``create_tables=False`` lets the relay start while the database is down."""
+    """``create_tables`` creates the schema in an empty database and refuses
+    one at another revision (:class:`~.schema.SchemaMismatch`); ``False``
+    lets the relay start while the database is down."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings)
     if create_tables:
-        create_schema(engine)
+        ensure_current(engine)
     spool = Spool(settings.spool_dir)
     spool.ensure()
     accounts = AccountService(engine)

@@ -1,0 +1,254 @@
+"""Schema migrations: a database made and filled by the previous release is
+upgraded by `mailintake db upgrade`, survives a downgrade and a second
+upgrade unchanged, and the service refuses a database at another revision."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, select, text
+
+from mailintake import schema, search
+from mailintake.config import Settings
+from mailintake.db import make_engine
+from mailintake.models import Base, Message, ReceiptCounter
+from mailintake.registry import RegistrationRequest
+from mailintake.services import build_services
+
+from .conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parents[1]
+# The last release whose database had no alembic_version (created by create_all).
+PREVIOUS_RELEASE = "a3fdabf67b4bcd89939113968fb7935b2ac382f1"
+SOUMU = "soumu@city.example.jp"
+
+FILL_WITH_PREVIOUS_RELEASE = """
+import datetime as dt, sys
+from pathlib import Path
+import mailintake
+assert mailintake.__file__.startswith(sys.argv[3]), mailintake.__file__
+from mailintake import search
+from mailintake.config import load_settings
+from mailintake.importer import import_messages
+from mailintake.registry import RegistrationRequest
+from mailintake.services import build_services
+
+settings = load_settings(overrides={"data_dir": sys.argv[1], "database_url": sys.argv[2]}, environ={})
+services = build_services(settings)
+services.addresses.add("soumu@city.example.jp", "総務課")
+services.addresses.add("zaisei@city.example.jp", "財政課", "予算")
+clerk = services.accounts.add_user("sato", password="correct horse 7", sections=["総務課"], display_name="佐藤　花子")
+services.accounts.add_user("admin", password="another horse 8", role="system_admin")
+services.tokens.create("文書管理システム")
+corpus = sorted(Path(sys.argv[4]).glob("*.eml"))
+import_messages(services, "soumu@city.example.jp", corpus)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from mailintake.models import Message
+with Session(services.engine) as session:
+    ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+requests = [
+    RegistrationRequest(message_id=i, subject=f"件名{i}", sender="山田 太郎", received_on=dt.date(2026, 11, 20),
+                        retention="5年")
+    for i in ids[:3]
+]
+services.registry.register(clerk, requests)
+services.registry.dismiss(clerk, ids[3], "広告")
+search.index_all(services.engine)
+services.close()
+print(len(ids))
+"""
+
+
+@pytest.fixture(scope="session")
+def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The previous release's code, taken from this repository's history."""
+    where = tmp_path_factory.mktemp("previous-release")
+    archive = where / "release.tar"
+    made = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "-o", str(archive), PREVIOUS_RELEASE, "mailintake", "web"],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        message = f"the previous release {PREVIOUS_RELEASE[:8]} is not in this clone's history: {made.stderr}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with tarfile.open(archive) as tar:
+        tar.extractall(where, filter="data")
+    (where / "mailintake" / "web").symlink_to(where / "web")
+    return where
+
+
+def filled_by_previous_release(previous_release: Path, settings: Settings) -> int:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FILL_WITH_PREVIOUS_RELEASE,
+            str(settings.data_dir),
+            settings.database_url,
+            str(previous_release),
+            str(ROOT / "samples" / "corpus"),
+        ],
+        cwd=previous_release,
+        env=dict(os.environ, PYTHONPATH=str(previous_release)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return int(result.stdout.split()[-1])
+
+
+def snapshot(engine: Engine, queries: list[str]) -> dict[str, Any]:
+    """Every row of every table, the search results and the counters."""
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            out[table.name] = [tuple(row) for row in conn.execute(select(table).order_by(*table.primary_key.columns))]
+        for query in queries:
+            condition = search.condition(conn, query)
+            assert condition is not None
+            out[f"search {query}"] = list(conn.scalars(select(Message.id).where(condition).order_by(Message.id)))
+        out["watermark"] = search.watermark(conn)
+    return out
+
+
+def mailintake_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailintake", *args, "--data-dir", str(settings.data_dir)],
+        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url, MAILINTAKE_CONFIG=""),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def search_words(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        subjects = [s for s in conn.scalars(select(Message.subject)) if len(s.strip()) >= 2]
+    words = sorted({s.strip()[:2] for s in subjects})[:6] + ["会議"]
+    return words
+
+
+class TestUpgradeFromThePreviousRelease:
+    def test_rows_search_and_numbers_survive_upgrade_downgrade_upgrade(
+        self, previous_release: Path, settings: Settings
+    ) -> None:
+        """GIVEN a database made and filled by the previous release (mail,
+        registrations, users, tokens, search index)
+        WHEN `mailintake db upgrade`, a downgrade to the baseline and an
+        upgrade again run
+        THEN every row and every search result are unchanged and the next
+        収受番号 follows the last one."""
+        stored = filled_by_previous_release(previous_release, settings)
+        assert stored >= 30
+        engine = make_engine(settings)
+        assert schema.status(engine).state is schema.State.UNVERSIONED
+        words = search_words(engine)
+        before = snapshot(engine, words)
+        assert any(before[f"search {w}"] for w in words)
+        assert len(before["registrations"]) == 3
+
+        refused = mailintake_cli(settings, "serve", "--smtp-port", "0", "--http-port", "0")
+        assert refused.returncode == 3
+        assert "mailintake db upgrade" in refused.stderr
+
+        upgraded = mailintake_cli(settings, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert schema.status(engine).state is schema.State.CURRENT
+        assert snapshot(engine, words) == before
+
+        assert mailintake_cli(settings, "db", "downgrade", schema.BASELINE).returncode == 0
+        assert schema.status(engine).current == schema.BASELINE
+        assert snapshot(engine, words) == before
+        assert mailintake_cli(settings, "db", "upgrade").returncode == 0
+        assert snapshot(engine, words) == before
+
+        current = mailintake_cli(settings, "db", "current")
+        assert current.returncode == 0 and current.stdout.startswith(schema.head_revision())
+
+        services = build_services(settings)
+        try:
+            clerk = services.accounts.by_username("sato")
+            new_id = before["messages"][4][0]
+            done = services.registry.register(
+                clerk,
+                [
+                    RegistrationRequest(
+                        message_id=new_id,
+                        subject="後続",
+                        sender="x",
+                        received_on=dt.date(2026, 11, 20),
+                        retention="1年",
+                    )
+                ],
+            )
+            with services.engine.connect() as conn:
+                counters = conn.execute(select(ReceiptCounter.last_number)).scalars().all()
+        finally:
+            services.close()
+            engine.dispose()
+        assert done[0].number == 4
+        assert counters == [4]
+
+
+class TestModelsAndMigrationsAgree:
+    @pytest.mark.parametrize("made_by", ["migrations", "previous release"])
+    def test_autogenerate_finds_no_difference(
+        self, made_by: str, settings: Settings, request: pytest.FixtureRequest
+    ) -> None:
+        """A schema built by the migrations, or by the previous release and
+        stamped, matches the models exactly (so no change slips in without a
+        migration); the search tables are never proposed for dropping."""
+        if made_by == "migrations":
+            engine = make_engine(settings)
+            schema.upgrade(engine)
+        else:
+            filled_by_previous_release(request.getfixturevalue("previous_release"), settings)
+            engine = make_engine(settings)
+            schema.upgrade(engine)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={"include_object": schema.include_object, "compare_type": True, "target_metadata": Base.metadata},
+            )
+            differences = compare_metadata(context, Base.metadata)
+        engine.dispose()
+        assert differences == []
+
+
+class TestStartRefusal:
+    def test_a_database_of_a_newer_release_is_refused_with_the_command_to_run(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        settings = make_settings()
+        engine = make_engine(settings)
+        schema.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        engine.dispose()
+        result = mailintake_cli(settings, "serve", "--smtp-port", "0", "--http-port", "0")
+        assert result.returncode == 3
+        assert "9999" in result.stderr and "downgrade" in result.stderr
+        listed = mailintake_cli(settings, "address", "list")
+        assert listed.returncode == 3
+
+    def test_an_empty_database_is_created_at_the_newest_revision(self, make_settings: Callable[..., Settings]) -> None:
+        settings = make_settings()
+        added = mailintake_cli(settings, "address", "add", SOUMU, "--section", "総務課")
+        assert added.returncode == 0, added.stderr
+        current = mailintake_cli(settings, "db", "current")
+        assert current.stdout.split()[0] == schema.head_revision()
