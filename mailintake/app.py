@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -85,6 +86,8 @@ def create_app(services: Services) -> Starlette:
         return JSONResponse(dict(state, status="ok" if ok else "degraded"), status_code=200 if ok else 503)
 
     def metrics(request: Request) -> Response:
+        if not _client_in(request, services.settings.metrics_allow):
+            return JSONResponse({"error": "not allowed (metrics_allow)"}, status_code=403)
         body = render_metrics(services.settings.data_dir, services.spool.backlog, services.engine)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -143,6 +146,16 @@ def create_app(services: Services) -> Starlette:
     )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _client_in(request: Request, networks: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
 
 
 class _HttpError(MailintakeError):

@@ -28,6 +28,7 @@ ACTION_LABELS = {
     "export_book": "収受簿出力",
     "login": "ログイン",
     "login_failed": "ログイン失敗",
+    "purge": "保存期間による削除",
 }
 
 

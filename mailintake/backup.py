@@ -43,7 +43,8 @@ class BackupResult:
 def backup(services: Services, destination: Path) -> BackupResult:
     if destination.exists() and any(destination.iterdir()):
         raise BadRequest(f"backup folder {destination} is not empty")
-    destination.mkdir(parents=True, exist_ok=True)
+    destination.mkdir(mode=0o700, parents=True, exist_ok=True)
+    destination.chmod(0o700)  # mail is personal data, whatever the caller's umask
     settings = services.settings
     files = _copy_tree(settings.spool_dir / "new", destination / "spool" / "new")
     rows = _dump_database(services.engine, destination / "database")
@@ -184,7 +185,8 @@ def _copy_tree(source: Path, destination: Path) -> int:
             target = destination / relative / name
             if target.exists() and target.stat().st_size == src.stat().st_size:
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copy2(src, target)
+            target.chmod(0o600)  # whatever the source's mode was (older releases)
             copied += 1
     return copied

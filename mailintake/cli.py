@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import pwd
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -44,9 +47,30 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         overrides = {"data_dir": data_dir}
         overrides.update(kwargs.pop("_overrides", {}))
         settings = load_settings(config_file, overrides)
+        _refuse_root_in_foreign_data_dir(settings.data_dir)
         return func(settings, *args, **kwargs)
 
     return wrapper
+
+
+def _refuse_root_in_foreign_data_dir(data_dir: Path) -> None:
+    """Files that root makes in the service account's data folder (a spool
+    entry, a blob, the SQLite journal) would be unreadable to the service."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = data_dir.stat().st_uid
+    except FileNotFoundError:
+        return
+    if owner != 0:
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = str(owner)
+        raise click.ClickException(
+            f"データフォルダ {data_dir} は利用者 {name} のものです。root ではなくその利用者で実行してください"
+            f"（例: sudo -u {name} mailintake ...）。"
+        )
 
 
 def _services(settings: Settings) -> Services:
@@ -65,8 +89,13 @@ def cli() -> None:
 def _run(settings: Settings, smtp: bool, web: bool) -> None:
     from .server import configure_logging, run_service
 
+    # Until the event loop takes over SIGTERM, it stops start-up like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     configure_logging(settings)
-    asyncio.run(run_service(settings, smtp=smtp, web=web, on_ready=lambda text: click.echo(text, err=True)))
+    try:
+        asyncio.run(run_service(settings, smtp=smtp, web=web))
+    except KeyboardInterrupt:
+        pass  # stopped during start-up: nothing was running yet
 
 
 def _port_options(smtp: bool, web: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -280,9 +309,10 @@ def address_enable(settings: Settings, address_text: str) -> None:
 )
 @click.option(
     "--output",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, allow_dash=True),
     default=None,
-    help="Write the map files, main.cf/sendmail.mc lines and commands.sh here instead of printing.",
+    help="Write the map files, main.cf/sendmail.mc lines and commands.sh into this private folder "
+    "instead of printing; '-' writes them as a tar archive to standard output (for root to extract).",
 )
 @click.option("--map-dir", default=None, help="Folder the maps will live in (default /etc/postfix or /etc/mail).")
 @common_options
@@ -299,6 +329,10 @@ def mta_config(
     config = build(enabled, mode, host, port, settings.copy_route_suffix, **extra)
     if output is None:
         click.echo(config.render(), nl=False)
+        return
+    if str(output) == "-":
+        sys.stdout.buffer.write(config.archive())
+        sys.stdout.buffer.flush()
         return
     for path in config.write(output):
         click.echo(f"wrote {path}")
@@ -525,6 +559,47 @@ def restore_command(settings: Settings, source: Path) -> None:
     click.echo(f"restored {sum(result.rows.values())} rows, {result.files} files from {result.path}")
 
 
+# -- retention -----------------------------------------------------------------------
+
+
+@cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--new-days", type=click.IntRange(0), default=None, help="Override purge_new_after_days.")
+@click.option("--dismissed-days", type=click.IntRange(0), default=None, help="Override purge_dismissed_after_days.")
+@common_options
+def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismissed_days: int | None) -> None:
+    """Delete unregistered mail past its retention (未処理 and 対象外 separately).
+
+    The running service does this itself once a day; run it by hand with
+    the service stopped, or with --dry-run at any time."""
+    from . import retention
+    from .ingest import IngestLockHeld, acquire_ingest_lock
+
+    rule = retention.PurgeRule.from_days(
+        settings.purge_new_after_days if new_days is None else new_days,
+        settings.purge_dismissed_after_days if dismissed_days is None else dismissed_days,
+    )
+    if not rule.active:
+        click.echo("削除の設定がありません（purge_new_after_days / purge_dismissed_after_days が 0）。")
+        return
+    services = _services(settings)
+    if dry_run:
+        click.echo(f"削除の対象（{rule.describe()}）: {retention.plan(services.engine, rule).describe()}")
+        return
+    try:
+        lock = acquire_ingest_lock(settings)
+    except IngestLockHeld as exc:
+        raise click.ClickException(
+            "サービスが動いています。保存期間による削除はサービスが毎日自動で行います。"
+            "今すぐ行うにはサービスを止めてから実行してください。"
+        ) from exc
+    try:
+        result = retention.purge(services.engine, services.blobs, services.originals, rule)
+    finally:
+        os.close(lock)
+    click.echo(f"削除しました（{rule.describe()}）: {result.describe()}")
+
+
 # -- backlog import -------------------------------------------------------------
 
 
@@ -545,6 +620,9 @@ def import_command(settings: Settings, address_text: str, paths: tuple[Path, ...
 
 
 def main() -> None:
+    # Mail is personal data: whatever the caller's umask, every file and
+    # folder this process creates is the service account's alone.
+    os.umask(0o077)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:

@@ -69,7 +69,44 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds one message may take to parse; past it the parser is restarted and the "
         "message stored unparsed with a note.",
     ),
+    Setting(
+        "smtp_tls_cert",
+        "",
+        "PEM certificate (with its chain) for STARTTLS on the relay; empty offers no STARTTLS. "
+        "Use when the MTA is on another host.",
+    ),
+    Setting("smtp_tls_key", "", "PEM private key for smtp_tls_cert (readable by the service account only)."),
+    Setting(
+        "database_password_file",
+        "",
+        "File holding the PostgreSQL password (first line), e.g. a systemd credential or a root-owned 0640 file; "
+        "keeps the password out of the config file and the environment.",
+    ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("access_log", False, "Log one line per HTTP request (method, path, status, client)."),
+    Setting(
+        "trusted_proxies",
+        [],
+        "Addresses of reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed; "
+        "empty trusts none and the client is the connecting address.",
+    ),
+    Setting(
+        "metrics_allow",
+        ["127.0.0.1", "::1"],
+        "Client networks that may read /metrics (Prometheus); others get 403.",
+    ),
+    Setting(
+        "purge_new_after_days",
+        0,
+        "Retention: delete 未処理 mail (never registered nor dismissed) received more than this many days ago "
+        "when `mailintake purge` runs; 0 keeps it for ever.",
+    ),
+    Setting(
+        "purge_dismissed_after_days",
+        0,
+        "Retention: delete 対象外 (dismissed) mail received more than this many days ago; 0 keeps it for ever. "
+        "Registered mail is never purged.",
+    ),
     Setting(
         "receipt_number_format",
         "{symbol}第{number}号",
@@ -110,7 +147,15 @@ class Settings:
     ingest_batch: int
     ingest_retry_seconds: float
     parse_time_limit: float
+    smtp_tls_cert: Path | None
+    smtp_tls_key: Path | None
+    database_password_file: Path | None
     log_level: str
+    access_log: bool
+    trusted_proxies: tuple[str, ...]
+    metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    purge_new_after_days: int
+    purge_dismissed_after_days: int
     receipt_number_format: str
     retention_periods: tuple[str, ...]
     session_hours: float
@@ -184,6 +229,8 @@ def _build(raw: dict[str, Any]) -> Settings:
     data_dir = Path(raw["data_dir"]).expanduser().resolve()
     spool_dir = Path(raw["spool_dir"]).expanduser().resolve() if raw["spool_dir"] else data_dir / "spool"
     database_url = raw["database_url"] or f"sqlite:///{data_dir / 'mailintake.db'}"
+    if raw["smtp_tls_cert"] and not raw["smtp_tls_key"]:
+        raise ConfigError("smtp_tls_cert needs smtp_tls_key")
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -192,7 +239,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         copy_route_suffix=str(raw["copy_route_suffix"]).strip(".").lower(),
         smtp_port=_int(raw, "smtp_port", minimum=0),
         smtp_hostname=str(raw["smtp_hostname"]),
-        relay_networks=_networks(raw["relay_networks"]),
+        relay_networks=_networks(raw["relay_networks"], "relay_networks"),
         max_message_size=_int(raw, "max_message_size", minimum=1024),
         max_connections=_int(raw, "max_connections", minimum=1),
         smtp_timeout=_float(raw, "smtp_timeout", minimum=1),
@@ -201,12 +248,36 @@ def _build(raw: dict[str, Any]) -> Settings:
         ingest_batch=_int(raw, "ingest_batch", minimum=1),
         ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
         parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),
+        smtp_tls_cert=_path(raw["smtp_tls_cert"]),
+        smtp_tls_key=_path(raw["smtp_tls_key"]),
+        database_password_file=_path(raw["database_password_file"]),
         log_level=str(raw["log_level"]).upper(),
+        access_log=_bool(raw, "access_log"),
+        trusted_proxies=tuple(str(n) for n in _networks(raw["trusted_proxies"], "trusted_proxies")),
+        metrics_allow=_networks(raw["metrics_allow"], "metrics_allow"),
+        purge_new_after_days=_int(raw, "purge_new_after_days", minimum=0),
+        purge_dismissed_after_days=_int(raw, "purge_dismissed_after_days", minimum=0),
         receipt_number_format=_receipt_format(raw["receipt_number_format"]),
         retention_periods=_choices(raw, "retention_periods"),
         session_hours=_float(raw, "session_hours", minimum=0.1),
         filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
     )
+
+
+def _path(value: Any) -> Path | None:
+    return Path(str(value)).expanduser() if value else None
+
+
+def _bool(raw: dict[str, Any], name: str) -> bool:
+    value = raw[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _receipt_format(value: Any) -> str:
@@ -250,9 +321,7 @@ def _float(raw: dict[str, Any], name: str, minimum: float) -> float:
     return value
 
 
-def _networks(
-    values: Any,
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(values: Any, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     if isinstance(values, str):
         values = [v.strip() for v in values.split(",") if v.strip()]
     networks = []
@@ -260,5 +329,5 @@ def _networks(
         try:
             networks.append(ipaddress.ip_network(str(value), strict=False))
         except ValueError as exc:
-            raise ConfigError(f"relay_networks: {value!r} is not an address or network") from exc
+            raise ConfigError(f"{name}: {value!r} is not an address or network") from exc
     return tuple(networks)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings
+from .errors import ConfigError
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -17,7 +19,17 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    parsed = make_url(url)
+    if settings.database_password_file is not None:
+        parsed = parsed.set(password=_read_password(settings.database_password_file))
+    return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _read_password(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError) as exc:
+        raise ConfigError(f"database_password_file {path}: cannot read a password ({exc})") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

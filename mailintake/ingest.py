@@ -25,7 +25,7 @@ from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import search
+from . import retention, search
 from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # Search indexing waits for a quiet spell, then goes in small batches so
 # that a database lock it holds delays new mail by one batch at most.
 SCHEMA_CHECK_SECONDS = 5.0
+PURGE_INTERVAL_SECONDS = 24 * 3600
 IDLE_SECONDS = 2.0
 IDLE_INDEX_BATCH = 10
 POISON_NOTE = "解析できませんでした（時間内に終わらないか、解析処理が異常終了しました）。原文を確認してください。"
@@ -90,6 +91,7 @@ class Ingester:
         self._on_parse = on_parse or (lambda _id: None)
         self._parsed: dict[str, ParsedMessage] = {}
         self._schema_checked_at: float | None = None
+        self._purged_at: float | None = None
         self._last_busy = 0.0
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
@@ -123,9 +125,21 @@ class Ingester:
             if done:
                 self._last_busy = time.monotonic()
             else:
+                self._purge_if_due()
                 # A periodic rescan too: entries may come from another
                 # process (mailintake import) that cannot wake this one.
                 wait_for_work(1.0)
+
+    def _purge_if_due(self) -> None:
+        """The retention purge, once a day when idle: this process holds the
+        ingest lock, so no file it removes can be referenced meanwhile."""
+        rule = retention.PurgeRule.from_settings(self.settings)
+        now = time.monotonic()
+        if not rule.active or (self._purged_at is not None and now - self._purged_at < PURGE_INTERVAL_SECONDS):
+            return
+        self._purged_at = now
+        in_use = {a.sha256 for parsed in self._parsed.values() for a in parsed.attachments}
+        retention.purge(self.engine, self.blobs, self.originals, rule, files_in_use=in_use)
 
     def _check_schema(self) -> None:
         """At start and every few seconds: the database may be upgraded

@@ -6,6 +6,13 @@ the relay's process) restarts the worker if it dies, and kills it when one
 parse runs past the time limit; the spool entry it was parsing is then
 marked as poison and stored unparsed, with a problem note, by the next
 worker. Mail is never lost on the way: it stays in the spool throughout.
+
+Relay and worker talk through pipes, never through a lock-holding primitive
+(a ``multiprocessing.Event`` whose lock a killed worker still holds would
+block the relay's wake-up after a 250 for good): waking is one
+non-blocking byte, and stopping is a byte on a second pipe, or its end of
+file when the supervisor's process is gone. The worker ignores terminal
+signals; only its supervisor stops it, at a batch boundary.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import multiprocessing
-import multiprocessing.synchronize
 import os
 import resource
+import signal
 import threading
 import time
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .config import Settings
@@ -33,17 +41,38 @@ _LOCK_HELD_EXIT = 3
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-class _SharedState:
-    """What the supervisor can see of the worker, in shared memory."""
-
-    def __init__(self) -> None:
-        self.wake = _SPAWN.Event()
-        self.stop = _SPAWN.Event()
-        self.parsing_id: Any = _SPAWN.Array(ctypes.c_char, 64, lock=False)
-        self.parsing_since: Any = _SPAWN.Value(ctypes.c_double, 0.0, lock=False)
+TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def _worker_main(settings: Settings, state: _SharedState) -> None:
+class _WorkerState:
+    """What the worker receives: the read ends of the two pipes, and the
+    shared memory (without locks) where it says what it is parsing."""
+
+    def __init__(self, wake: Connection, stop: Connection, parsing_id: Any, parsing_since: Any) -> None:
+        self.wake = wake
+        self.stop = stop
+        self.parsing_id = parsing_id
+        self.parsing_since = parsing_since
+
+    def should_stop(self) -> bool:
+        return self.stop.poll(0)  # a stop byte, or end of file: the supervisor is gone
+
+    def wait_for_work(self, timeout: float) -> None:
+        if self.wake in wait([self.wake, self.stop], timeout):
+            try:
+                os.read(self.wake.fileno(), 65536)
+            except BlockingIOError:
+                pass
+
+
+def _worker_main(settings: Settings, state: _WorkerState) -> None:
+    # Started with these signals blocked (see _spawn): from here on they are
+    # ignored, so Ctrl-C or `kill -TERM -PGID` reaches only the supervisor.
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    os.set_blocking(state.wake.fileno(), False)
+
     from .server import configure_logging
     from .services import build_services
 
@@ -67,13 +96,9 @@ def _worker_main(settings: Settings, state: _SharedState) -> None:
             state.parsing_id.value = spool_id.encode("ascii")
             state.parsing_since.value = time.monotonic()
 
-    def wait_for_work(timeout: float) -> None:
-        state.wake.wait(timeout)
-        state.wake.clear()
-
     services = build_services(settings, create_tables=False)
     try:
-        Ingester(settings, services.engine, services.spool, on_parse).run(state.stop.is_set, wait_for_work)
+        Ingester(settings, services.engine, services.spool, on_parse).run(state.should_stop, state.wait_for_work)
     finally:
         services.close()
         os.close(lock_fd)
@@ -84,7 +109,11 @@ class IngestSupervisor:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.parse_time_limit = settings.parse_time_limit
-        self._state = _SharedState()
+        self._wake_r, self._wake_w = _SPAWN.Pipe(duplex=False)
+        self._stop_r, self._stop_w = _SPAWN.Pipe(duplex=False)
+        os.set_blocking(self._wake_w.fileno(), False)
+        self._parsing_id: Any = _SPAWN.Array(ctypes.c_char, 64, lock=False)
+        self._parsing_since: Any = _SPAWN.Value(ctypes.c_double, 0.0, lock=False)
         self._process: Any | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -98,13 +127,21 @@ class IngestSupervisor:
         self._thread.start()
 
     def wake(self, _spooled: object = None) -> None:
-        """Called after each 250; cheap and safe from any thread."""
-        self._state.wake.set()
+        """Called after each 250; never blocks, whatever the worker's state
+        (a full pipe already means a wake-up is pending)."""
+        try:
+            os.write(self._wake_w.fileno(), b"\0")
+        except (BlockingIOError, OSError):
+            pass
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 5) -> None:
+        """Ask the worker to stop after its current batch; kill it past
+        ``timeout`` (the unfinished batch stays in the spool)."""
         self._stopping.set()
-        self._state.stop.set()
-        self._state.wake.set()
+        try:
+            self._stop_w.send_bytes(b"stop")
+        except OSError:
+            pass
         if self._thread is not None:
             self._thread.join(timeout)
         process = self._process
@@ -114,20 +151,30 @@ class IngestSupervisor:
                 log.warning("ingester did not stop in %ss; killing it", timeout)
                 process.kill()
                 process.join(5)
+        # The wake-up's write end stays open: the relay may still call wake()
+        # from its own thread, and a closed descriptor's number can be reused
+        # by a spool file. It closes with this object.
+        for end in (self._wake_r, self._stop_r, self._stop_w):
+            end.close()
 
     def _spawn(self) -> None:
-        self._state.parsing_since.value = 0.0
-        process = _SPAWN.Process(
-            target=_worker_main, args=(self.settings, self._state), name="mailintake-ingest", daemon=True
-        )
-        process.start()
+        self._parsing_since.value = 0.0
+        state = _WorkerState(self._wake_r, self._stop_r, self._parsing_id, self._parsing_since)
+        process = _SPAWN.Process(target=_worker_main, args=(self.settings, state), name="mailintake-ingest", daemon=True)
+        # Blocked across fork and exec, so a signal to the process group
+        # during the worker's start-up cannot kill it before it ignores them.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._process = process
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
             process = self._process
             assert process is not None
-            since = self._state.parsing_since.value
+            since = self._parsing_since.value
             overdue = since and time.monotonic() - since > self.parse_time_limit
             if process.is_alive() and not overdue:
                 continue
@@ -141,7 +188,7 @@ class IngestSupervisor:
                 log.error("another process ingests this data folder; this one stops ingesting")
                 return
             if since:
-                spool_id = self._state.parsing_id.value.decode("ascii")
+                spool_id = self._parsing_id.value.decode("ascii")
                 log.error("marking %s as poison (exit code %s)", spool_id, process.exitcode)
                 self.spool.mark_poison(spool_id)
             self.restarts += 1

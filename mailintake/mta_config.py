@@ -10,6 +10,11 @@ where the MTA can route a single address (Postfix ``transport_maps``).
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,18 +42,58 @@ class MtaConfig:
         parts.append("### commands\n" + "\n".join(self.commands) + "\n")
         return "\n".join(parts)
 
+    def contents(self) -> dict[str, tuple[str, int]]:
+        """File name → (text, mode): the maps, the main.cf/sendmail.mc lines
+        and ``commands.sh``, which root runs."""
+        out = {name: (content, 0o600) for name, content in self.files.items()}
+        out[self.main_name] = (self.main_lines, 0o600)
+        out["commands.sh"] = ("#!/bin/sh\nset -e\n" + "\n".join(self.commands) + "\n", 0o700)
+        return dict(sorted(out.items()))
+
     def write(self, directory: Path) -> list[Path]:
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write into a private folder: created 0700 if missing, refused if
+        it is a link, someone else's, or writable by others (root runs
+        ``commands.sh`` from it)."""
+        _private_folder(directory)
         written = []
-        for name, content in sorted(self.files.items()):
-            (directory / name).write_text(content, encoding="utf-8")
-            written.append(directory / name)
-        (directory / self.main_name).write_text(self.main_lines, encoding="utf-8")
-        (directory / "commands.sh").write_text(
-            "#!/bin/sh\nset -e\n" + "\n".join(self.commands) + "\n", encoding="utf-8"
-        )
-        written += [directory / self.main_name, directory / "commands.sh"]
+        for name, (content, mode) in self.contents().items():
+            path = directory / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), mode)
+                fh.write(content)
+            written.append(path)
         return written
+
+    def archive(self) -> bytes:
+        """The same files as a tar archive, for ``--output -``: the service
+        account generates, root extracts into a folder only root can write."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, (content, mode) in self.contents().items():
+                data = content.encode("utf-8")
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = mode
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+
+def _private_folder(directory: Path) -> None:
+    if directory.is_symlink():
+        raise BadRequest(f"{directory} is a symbolic link; give a real folder")
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+        directory.chmod(0o700)
+        return
+    info = directory.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise BadRequest(f"{directory} is not a folder")
+    if info.st_uid != os.geteuid():
+        raise BadRequest(f"{directory} belongs to another user; write into a folder of your own")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise BadRequest(f"{directory} is writable by others; use a private folder (chmod 700)")
 
 
 def _check(mode: str, addresses: list[str]) -> list[str]:

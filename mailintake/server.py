@@ -4,9 +4,10 @@ or both in one process (``mailintake serve``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -32,6 +33,21 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
+# How long a message being received at shutdown may take to reach its 250,
+# and how long the web server waits for requests in progress. Together with
+# the ingester's stop they keep a stop well under systemd's 10 s default.
+SHUTDOWN_GRACE_SECONDS = 4.0
+
+
+class _WebServer(uvicorn.Server):
+    """uvicorn without its own signal handling: run_service owns the
+    signals, so that one SIGTERM stops relay, ingester and web together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_service(
     settings: Settings,
     *,
@@ -46,17 +62,17 @@ async def run_service(
     spool and the address snapshot. A database at another schema revision
     is refused (:class:`~.schema.SchemaMismatch`) before anything listens.
     """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _on_signal, sig, stop)
     services = build_services(settings, create_tables=False)
     try:
         _prepare_database(services)
     except BaseException:
         services.close()
         raise
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
 
     ingester: IngestSupervisor | None = None
     relay: SmtpRelay | None = None
@@ -75,10 +91,15 @@ async def run_service(
                 host=settings.http_host,
                 port=settings.http_port,
                 log_level=settings.log_level.lower(),
+                # Our logging configuration: one format, each line once.
+                log_config=None,
                 lifespan="off",
-                access_log=False,
+                access_log=settings.access_log,
+                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+                forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+                proxy_headers=bool(settings.trusted_proxies),
             )
-            server = uvicorn.Server(config)
+            server = _WebServer(config)
             web_task = asyncio.create_task(server.serve())
             while not server.started and not web_task.done():
                 await asyncio.sleep(0.02)
@@ -94,14 +115,36 @@ async def run_service(
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()
     finally:
-        if server is not None and web_task is not None:
-            server.should_exit = True
-            await asyncio.gather(web_task, return_exceptions=True)
-        if relay is not None:
-            await relay.stop()
-        if ingester is not None:
-            await asyncio.to_thread(ingester.stop)
+        await _shut_down(server, web_task, relay, ingester)
         services.close()
+    log.info("stopped")
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        log.info("%s received; stopping", signal.Signals(signum).name)
+    stop.set()
+
+
+async def _shut_down(
+    server: uvicorn.Server | None,
+    web_task: asyncio.Task[None] | None,
+    relay: SmtpRelay | None,
+    ingester: IngestSupervisor | None,
+) -> None:
+    """Stop taking work everywhere at once, then let each part finish: the
+    relay its messages in progress, the web server its requests, the
+    ingester its batch."""
+    if server is not None:
+        server.should_exit = True
+    ingester_stopped = asyncio.create_task(asyncio.to_thread(ingester.stop)) if ingester is not None else None
+    if relay is not None:
+        await relay.drain(SHUTDOWN_GRACE_SECONDS)
+        await relay.stop()
+    if web_task is not None:
+        await asyncio.gather(web_task, return_exceptions=True)
+    if ingester_stopped is not None:
+        await ingester_stopped
 
 
 def _prepare_database(services: Services) -> None:

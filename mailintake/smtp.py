@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from .addresses import AddressBook
 from .config import Settings
-from .errors import SpoolError
+from .errors import ConfigError, SpoolError
 from .metrics import RelayMetrics
 from .spool import Envelope, Spool, SpooledMessage
 
@@ -38,6 +39,8 @@ MAX_RECIPIENTS = 100
 REPLY_NOT_RELAY = "554 5.7.1 Relay access denied: this host accepts mail only from the configured MTA"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+# Postfix defers on 421 and retries later (at the other node, if it has one).
+REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 
 class ConnectionGate:
@@ -48,6 +51,8 @@ class ConnectionGate:
         self.max_connections = max_connections
         self.metrics = metrics
         self.active = 0
+        self.closing = False
+        self.sessions: set[IntakeSMTP] = set()
 
     def allows(self, host: str) -> bool:
         try:
@@ -122,6 +127,9 @@ class IntakeSMTP(SMTP):
         self._max_message_size = max_message_size
         self._refused = False
         self._counted = False
+        # From 354 until the reply to the data is written: a shutdown waits
+        # for this, so a message either gets its 250 or is simply not taken.
+        self.in_data = False
 
     # -- connection gate ----------------------------------------------------
 
@@ -130,7 +138,9 @@ class IntakeSMTP(SMTP):
             peer = transport.get_extra_info("peername")
             host = peer[0] if peer else ""
             reply = None
-            if not self._gate.allows(host):
+            if self._gate.closing:
+                reply = REPLY_SHUTTING_DOWN
+            elif not self._gate.allows(host):
                 reply = REPLY_NOT_RELAY
                 self._gate.metrics.refuse("not_relay_network")
                 log.warning("refused connection from %s: not a relay network", host)
@@ -145,6 +155,7 @@ class IntakeSMTP(SMTP):
                 return
             self._gate.active += 1
             self._counted = True
+            self._gate.sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -153,7 +164,17 @@ class IntakeSMTP(SMTP):
         if self._counted:
             self._counted = False
             self._gate.active -= 1
+            self._gate.sessions.discard(self)
         super().connection_lost(error)
+
+    def hang_up(self, reply: str | None = REPLY_SHUTTING_DOWN) -> None:
+        """End the session now, telling the client why when ``reply`` is given."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reply is not None:
+            transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+        transport.close()
 
     def eof_received(self) -> bool | None:
         if self._refused:
@@ -188,6 +209,7 @@ class IntakeSMTP(SMTP):
             await self.push(exc.smtp_reply)
             return
         committed = False
+        self.in_data = True
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             outcome = await self._receive_data(writer)
@@ -212,7 +234,12 @@ class IntakeSMTP(SMTP):
             if not committed:
                 writer.abort()
         self._set_post_data_state()
-        await self.push(outcome)
+        try:
+            await self.push(outcome)
+        finally:
+            self.in_data = False
+        if self._gate.closing:
+            self.hang_up()
 
     async def _receive_data(self, writer: Any) -> str | None:
         """Read until the lone dot; ``None`` when the data is all in ``writer``,
@@ -268,6 +295,19 @@ class IntakeSMTP(SMTP):
         )
 
 
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """STARTTLS for an MTA on another host (smtp_tls_cert/smtp_tls_key)."""
+    if settings.smtp_tls_cert is None or settings.smtp_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"smtp_tls_cert/smtp_tls_key cannot be loaded: {exc}") from exc
+    return context
+
+
 class SmtpRelay:
     """Owns the listening SMTP server inside the current event loop."""
 
@@ -282,6 +322,7 @@ class SmtpRelay:
         )
         self._publisher: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
+        self._tls_context = _tls_context(settings)
 
     def _protocol(self) -> IntakeSMTP:
         return IntakeSMTP(
@@ -294,6 +335,7 @@ class SmtpRelay:
             ident="mailintake",
             timeout=self.settings.smtp_timeout,
             enable_SMTPUTF8=True,
+            tls_context=self._tls_context,
         )
 
     async def start(self) -> None:
@@ -319,6 +361,26 @@ class SmtpRelay:
     @property
     def address_text(self) -> str:
         return f"{self.settings.smtp_host}:{self.port}"
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking mail: new connections and idle sessions get 421 (the
+        MTA retries later); a message being received gets up to ``grace``
+        seconds to reach its 250, after which it is dropped unacknowledged
+        (the MTA still has it)."""
+        self.gate.closing = True
+        deadline = asyncio.get_running_loop().time() + grace
+        while True:
+            for session in list(self.gate.sessions):
+                if not session.in_data:
+                    session.hang_up()
+            if not any(session.in_data for session in self.gate.sessions):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("%d message(s) still arriving at shutdown; not acknowledged", len(self.gate.sessions))
+                for session in list(self.gate.sessions):
+                    session.hang_up(reply=None)
+                break
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._server is not None:

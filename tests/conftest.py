@@ -4,12 +4,14 @@ or as a process), SMTP clients, SQLite and the local PostgreSQL server."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,9 +72,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
 # -- databases ---------------------------------------------------------------------
 
 
-def _postgres_available() -> bool:
+def _postgres_available(url: str) -> bool:
     try:
-        engine = sqlalchemy.create_engine(PG_ADMIN_URL)
+        engine = sqlalchemy.create_engine(url)
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
         engine.dispose()
@@ -81,7 +83,7 @@ def _postgres_available() -> bool:
         return False
 
 
-def _start_postgres() -> None:
+def _start_installed_clusters() -> None:
     versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
     for version in versions:
         subprocess.run(
@@ -91,12 +93,53 @@ def _start_postgres() -> None:
         )
 
 
+def _as_postgres(*command: str) -> subprocess.CompletedProcess[str]:
+    # initdb and the server refuse to run as root.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=300)
+
+
+def _own_cluster(tmp: Path) -> str | None:
+    """Debian's PostgreSQL, installed if missing, running a throw-away
+    cluster of the test session's own (trust authentication, loopback only,
+    a free port, UTF-8 so that Japanese text sorts and matches)."""
+    if not apt_install("postgresql", "/usr/lib/postgresql"):
+        return None
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    tmp.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = tmp / "data", free_port()
+    steps = [
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+        [
+            str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "server.log"), "-w", "-o",
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        ],
+        [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "test"],
+    ]  # fmt: skip
+    for step in steps:
+        done = _as_postgres(*step)
+        if done.returncode != 0:
+            raise RuntimeError(f"{step[0]} failed: {done.stdout}{done.stderr}")
+    atexit.register(_as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/test"
+
+
 @pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    if not _postgres_available():
-        _start_postgres()
-    require(_postgres_available(), f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    return PG_ADMIN_URL
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The server named by MAILINTAKE_TEST_PG (default: the local one on
+    5432 with database ``test``); if none answers, the machine's clusters
+    are started, and failing that the tests install Debian's PostgreSQL and
+    run a cluster of their own."""
+    url = PG_ADMIN_URL
+    if not _postgres_available(url):
+        _start_installed_clusters()
+    if not _postgres_available(url):
+        own = _own_cluster(Path(tempfile.mkdtemp(prefix="mailintake-pg-")))
+        url = own or url
+    require(_postgres_available(url), f"PostgreSQL not reachable at {url} and not installable")
+    return url
 
 
 @contextmanager

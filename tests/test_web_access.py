@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.routing import Route
 
 from mailintake.app import create_app
+from mailintake.config import Settings
 from mailintake.models import Message
 from mailintake.registry import RegistrationRequest
 from mailintake.services import Services
@@ -64,28 +65,6 @@ class TestSignIn:
         assert "mailintake_session=" in cookie
         assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
         assert browser.get("/messages").status_code == 200
-
-    def test_behind_the_tls_proxy_the_cookies_are_secure(
-        self, services: Services, service: ServiceThread, browsers: Any
-    ) -> None:
-        add_user(services, "sato", ["総務課"])
-        auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
-        client = browsers(service.base_url).client
-        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
-        form = client.get("/login", headers=proxied)
-        assert "secure" in form.headers["set-cookie"].lower()
-        # httpx, like a browser, keeps Secure cookies off plain http: hand it over.
-        login_cookie = form.cookies["mailintake_login_csrf"]
-        response = client.post(
-            "/login",
-            data={"username": "sato", "password": PASSWORD, "csrf_token": csrf_token(form.text)},
-            headers={**proxied, "Cookie": f"mailintake_login_csrf={login_cookie}"},
-        )
-        assert response.status_code == 303
-        assert "secure" in response.headers["set-cookie"].lower()
-        # The audit log names the clerk's machine, not the proxy.
-        logins = [e for e in services.audit.entries(auditor) if e.action == "login"]
-        assert [(e.username, e.client_address) for e in logins] == [("sato", "10.1.2.3")]
 
     def test_a_wrong_password_is_refused_and_repeated_failures_are_throttled(
         self, services: Services, service: ServiceThread, browsers: Any
@@ -294,3 +273,56 @@ class TestAttachmentPreview:
             download = browser.get(f"/messages/{message}/attachments/{attachment}")
             assert download.headers["content-disposition"].startswith("attachment;")
             assert download.headers["x-content-type-options"] == "nosniff"
+
+
+class TestBehindTheProxy:
+    """Forwarded headers are believed only from the configured trusted_proxies."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any, database_url: str) -> Settings:
+        return make_settings(database_url=database_url, trusted_proxies=["127.0.0.1"])
+
+    def test_behind_the_trusted_tls_proxy_the_cookies_are_secure_and_the_audit_names_the_client(
+        self, services: Services, service: ServiceThread, browsers: Any
+    ) -> None:
+        add_user(services, "sato", ["総務課"])
+        auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
+        client = browsers(service.base_url).client
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
+        form = client.get("/login", headers=proxied)
+        assert "secure" in form.headers["set-cookie"].lower()
+        # httpx, like a browser, keeps Secure cookies off plain http: hand it over.
+        login_cookie = form.cookies["mailintake_login_csrf"]
+        response = client.post(
+            "/login",
+            data={"username": "sato", "password": PASSWORD, "csrf_token": csrf_token(form.text)},
+            headers={**proxied, "Cookie": f"mailintake_login_csrf={login_cookie}"},
+        )
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
+        # The audit log names the clerk's machine, not the proxy.
+        logins = [e for e in services.audit.entries(auditor) if e.action == "login"]
+        assert [(e.username, e.client_address) for e in logins] == [("sato", "10.1.2.3")]
+
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    """GIVEN no trusted_proxies (the default) WHEN a local process sends
+    X-Forwarded-For/-Proto THEN the client is the connecting address and
+    the cookie is not marked as sent over TLS."""
+    add_user(services, "sato", ["総務課"])
+    auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
+    client = browsers(service.base_url).client
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"}
+    form = client.get("/login", headers=forged)
+    assert "secure" not in form.headers["set-cookie"].lower()
+    response = client.post(
+        "/login",
+        data={"username": "sato", "password": PASSWORD, "csrf_token": csrf_token(form.text)},
+        headers=forged,
+    )
+    assert response.status_code == 303
+    logins = [e for e in services.audit.entries(auditor) if e.action == "login"]
+    assert [(e.username, e.client_address) for e in logins] == [("sato", "127.0.0.1")]

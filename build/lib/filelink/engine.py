@@ -1,0 +1,547 @@
+"""Picking up complete files and delivering them exactly once.
+
+A file's journey, each step committed in the journal before the next:
+
+1. **claim**: the journal records the transfer, then the file is renamed from
+   the outbox into the engine's work area (same file system, atomic), so the
+   sender can no longer change it; its size and sha256 are recorded.
+2. **convert** (if the route asks): into a second work file, validated whole;
+   a file that does not convert goes to the sender's error folder with the
+   reason, and nothing is delivered.
+3. **deliver** to each destination: written under a temporary dot-name in the
+   inbox, fsynced, then the final name is recorded and created with
+   ``link()`` (which never replaces an existing file) and the temporary
+   name removed. Readers see a final name only once the file is complete.
+4. **archive**: the work file moves to the archive, the transfer is done.
+
+After a crash, unfinished transfers resume from their journal state; the
+inode shared by the temporary and the final name tells whether a link
+happened, so nothing is delivered twice or lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+from .config import Config, Route
+from .convert import convert_file
+from .errors import ConversionError
+from .journal import Journal, Transfer
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
+REASON_SUFFIX = ".reason.txt"
+COMMAND_TIMEOUT = 600
+
+
+def is_temporary(name: str) -> bool:
+    """Names writers use while a file is incomplete (temp-name-then-rename)."""
+    lowered = name.lower()
+    return name.startswith((".", "~$")) or lowered.endswith(TEMP_SUFFIXES)
+
+
+def name_problem(name: str) -> str | None:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return "ファイル名に制御文字が含まれています"
+    if len(name.encode("utf-8", "surrogateescape")) > 240:
+        return "ファイル名が長すぎます"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "ファイル名が UTF-8 ではありません（SMB の文字コード設定を確認してください）"
+    return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256")
+        return os.fstat(fh.fileno()).st_size, digest.hexdigest()
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy into a new file (never an existing one) and fsync it; constant memory."""
+    with open(source, "rb") as src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            size = os.fstat(src.fileno()).st_size
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fd, src.fileno(), offset, min(size - offset, 1 << 30))
+                if sent == 0:
+                    break
+                offset += sent
+            os.fchmod(fd, 0o640)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class DeliveryRefused(Exception):
+    """The destination cannot take the file now (e.g. its name is taken)."""
+
+
+class TransferLog:
+    """One JSON line per delivery, rotated by size."""
+
+    def __init__(self, config: Config) -> None:
+        self.logger = logging.getLogger(f"filelink.transfers.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.handler = RotatingFileHandler(
+            config.log_path, maxBytes=config.log_max_bytes, backupCount=config.log_backups, encoding="utf-8"
+        )
+        self.logger.addHandler(self.handler)
+
+    def write(self, **fields: Any) -> None:
+        fields.setdefault("time", dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
+        self.logger.info(json.dumps(fields, ensure_ascii=False))
+        self.handler.flush()
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.routes = {route.id: route for route in config.routes}
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        config.archive_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(config.journal_path)
+        self.transfer_log = TransferLog(config)
+        self._seen: dict[Path, _Seen] = {}
+        self._hashes: dict[str, tuple[int, str]] = {}
+        self._last_prune = 0.0
+        self._last_status = 0.0
+
+    def close(self) -> None:
+        self.journal.close()
+        self.transfer_log.close()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
+        """Until ``stop``: scan, deliver, then sleep until woken by the
+        watcher or until the next rescan (file systems shared over the
+        network miss events, so the rescan is what guarantees pick-up)."""
+        wake = wake or threading.Event()
+        self.resume()
+        while not stop.is_set():
+            self.scan_once()
+            if time.monotonic() - self._last_status >= 1.0:  # not once per inotify event
+                self.write_status()
+                self._last_status = time.monotonic()
+            wake.wait(self._sleep_seconds())
+            wake.clear()
+
+    def _sleep_seconds(self) -> float:
+        windows = [r.stable_seconds / 4 for r in self.config.enabled_routes if r.completeness == "stable"]
+        return max(0.05, min([self.config.rescan_seconds, *windows]))
+
+    def resume(self) -> None:
+        """Finish what a previous run left (crash or stop)."""
+        for transfer in self.journal.unfinished():
+            self.process(transfer, ignore_backoff=True)
+
+    def scan_once(self) -> int:
+        handled = 0
+        for route in self.config.enabled_routes:
+            for path in self.complete_files(route):
+                transfer = self.claim(route, path)
+                if transfer is not None:
+                    self.process(transfer)
+                    handled += 1
+        for transfer in self.journal.unfinished():
+            self.process(transfer)
+        self._prune_archive()
+        return handled
+
+    # -- pick-up -------------------------------------------------------------------
+
+    def complete_files(self, route: Route) -> list[Path]:
+        """Files of ``route``'s outbox that are complete by its strategy;
+        symlinks, folders and special files go to the error folder."""
+        outbox = self.config.outbox(route)
+        try:
+            entries = sorted(os.scandir(outbox), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        names = {entry.name for entry in entries}
+        ready = []
+        now = time.monotonic()
+        for entry in entries:
+            name = entry.name
+            if is_temporary(name):
+                continue
+            if route.completeness == "done-file" and name.endswith(route.done_suffix):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "シンボリックリンク" if stat.S_ISLNK(st.st_mode) else "通常のファイルではないもの"
+                self._refuse_entry(route, Path(entry.path), f"{kind}は受け付けません")
+                continue
+            if not fnmatch.fnmatch(name, route.pattern):
+                continue
+            if route.completeness == "done-file" and name + route.done_suffix not in names:
+                continue
+            if route.completeness == "stable" and not self._stable(Path(entry.path), st, route, now):
+                continue
+            ready.append(Path(entry.path))
+        return ready
+
+    def _stable(self, path: Path, st: os.stat_result, route: Route, now: float) -> bool:
+        seen = self._seen.get(path)
+        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._seen[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+            return False
+        return now - seen.since >= route.stable_seconds
+
+    def claim(self, route: Route, path: Path) -> Transfer | None:
+        problem = name_problem(path.name)
+        if problem is not None:
+            self._refuse_entry(route, path, problem)
+            return None
+        transfer_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(6)
+        self.journal.begin_claim(transfer_id, route.id, path.name, path, route.destinations)
+        transfer = self.journal.get(transfer_id)
+        assert transfer is not None
+        return transfer
+
+    # -- one transfer, from any state to done ------------------------------------
+
+    def _work(self, transfer_id: str, suffix: str = ".data") -> Path:
+        return self.config.work_dir / f"{transfer_id}{suffix}"
+
+    def process(self, transfer: Transfer, ignore_backoff: bool = False) -> None:
+        route = self.routes.get(transfer.route)
+        if route is None or not route.enabled:
+            return  # kept in the journal until the route comes back
+        if not ignore_backoff and transfer.next_attempt_at:
+            if dt.datetime.fromisoformat(transfer.next_attempt_at) > dt.datetime.now(dt.UTC):
+                return
+        try:
+            if not self._take_from_outbox(transfer, route):
+                return
+            payload = self._payload(transfer, route)
+            if payload is None:
+                return
+            if route.pre and not self._run_command("pre", route, transfer, payload):
+                raise DeliveryRefused("前処理コマンドが失敗しました")
+            for delivery in self.journal.deliveries(transfer.id):
+                if delivery.state != "delivered":  # 'delivered' only once the transfer is done
+                    self._deliver(transfer, route, delivery.destination, delivery.state, delivery.final_name, payload)
+            if route.post:
+                self._run_command("post", route, transfer, payload)
+            self._archive(transfer, route)
+        except (OSError, DeliveryRefused) as exc:
+            self._retry_later(transfer, route, exc)
+
+    def _take_from_outbox(self, transfer: Transfer, route: Route) -> bool:
+        work = self._work(transfer.id)
+        if not work.exists():
+            archived = next(iter((self.config.archive_dir / route.id).glob(f"*/{transfer.id}.data")), None)
+            if archived is not None:
+                # Archived just before a crash: delivered; a new file of the
+                # same name in the outbox is not this transfer's.
+                transfer.size, transfer.sha256 = _sha256(archived)
+                self.journal.finish(transfer.id, transfer.size, transfer.sha256)
+                return False
+            source = Path(transfer.source_path)
+            try:
+                os.rename(source, work)
+            except FileNotFoundError:
+                self.journal.forget(transfer.id)  # the sender took it back before the claim
+                return False
+            # No fsync here: if a crash loses the rename, the file is back in
+            # the outbox and the journal's 'claiming' entry renames it again.
+            if route.completeness == "done-file":
+                Path(str(source) + route.done_suffix).unlink(missing_ok=True)
+        if transfer.id not in self._hashes:  # a retry does not read a large file again
+            self._hashes[transfer.id] = _sha256(work)
+        transfer.size, transfer.sha256 = self._hashes[transfer.id]
+        return True
+
+    def _payload(self, transfer: Transfer, route: Route) -> Path | None:
+        work = self._work(transfer.id)
+        if not route.convert:
+            return work
+        converted = self._work(transfer.id, ".out")
+        if converted.exists() and not self._work(transfer.id, ".tmp").exists():
+            return converted
+        partial = self._work(transfer.id, ".tmp")
+        partial.unlink(missing_ok=True)
+        try:
+            convert_file(work, partial, route.convert)
+        except ConversionError as exc:
+            partial.unlink(missing_ok=True)
+            self._to_error(transfer, route, f"文字コード変換（{route.convert}）ができません: {exc}")
+            return None
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.rename(partial, converted)
+        return converted
+
+    def _deliver(
+        self,
+        transfer: Transfer,
+        route: Route,
+        destination: str,
+        state: str,
+        final_name: str | None,
+        payload: Path,
+    ) -> None:
+        inbox = self.config.inbox(route, destination)
+        temporary = inbox / f".filelink-{transfer.id}.tmp"
+        started = time.monotonic()
+        if state == "linking" and final_name is not None:
+            if not temporary.exists():
+                # The link happened and the temporary name went before the
+                # crash; the receiver may even have taken the file already.
+                self._delivered(transfer, route, destination, final_name, started, "recovered")
+                return
+            final = inbox / final_name
+            if final.exists() and os.path.samefile(temporary, final):
+                temporary.unlink()
+                _fsync_dir(inbox)
+                self._delivered(transfer, route, destination, final_name, started, "recovered")
+                return
+        else:
+            temporary.unlink(missing_ok=True)  # a partial copy from before a crash
+            if route.on_conflict == "error" and (inbox / transfer.name).exists():
+                raise self._name_taken(destination, transfer.name)
+            _copy(payload, temporary)
+        while True:
+            name = self._final_name(inbox, transfer.name, route)
+            self.journal.linking(transfer.id, destination, name)
+            try:
+                os.link(temporary, inbox / name)
+                break
+            except FileExistsError:
+                if route.on_conflict == "error":
+                    # Back to pending before the temporary name goes: a
+                    # 'linking' entry without it would count as delivered.
+                    self.journal.reset_delivery(transfer.id, destination)
+                    temporary.unlink()
+                    raise self._name_taken(destination, name) from None
+        temporary.unlink()
+        _fsync_dir(inbox)
+        self._delivered(transfer, route, destination, name, started)
+
+    @staticmethod
+    def _name_taken(destination: str, name: str) -> DeliveryRefused:
+        return DeliveryRefused(f"{destination} の受信フォルダに同名の {name} があり、上書きしない設定です")
+
+    def _final_name(self, inbox: Path, name: str, route: Route) -> str:
+        if route.on_conflict == "error" or not (inbox / name).exists():
+            return name
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, ext = name, ""
+        generation = 1
+        while True:
+            candidate = f"{stem}.{generation}.{ext}" if ext else f"{stem}.{generation}"
+            if not (inbox / candidate).exists():
+                return candidate
+            generation += 1
+
+    def _delivered(
+        self,
+        transfer: Transfer,
+        route: Route,
+        destination: str,
+        final_name: str,
+        started: float,
+        result: str = "delivered",
+    ) -> None:
+        # The journal needs no entry here: 'linking' with the temporary name
+        # gone already means delivered; the transfer's 'done' records it.
+        self.transfer_log.write(
+            result=result,
+            route=route.id,
+            transfer=transfer.id,
+            file=transfer.name,
+            source=route.source,
+            destination=destination,
+            delivered_as=final_name,
+            size=transfer.size,
+            sha256=transfer.sha256,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _archive(self, transfer: Transfer, route: Route) -> None:
+        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        folder = self.config.archive_dir / route.id / day
+        folder.mkdir(parents=True, exist_ok=True)
+        work = self._work(transfer.id)
+        if work.exists():
+            os.rename(work, folder / f"{transfer.id}.data")
+        self._work(transfer.id, ".out").unlink(missing_ok=True)
+        self.journal.finish(transfer.id, transfer.size or 0, transfer.sha256 or "")
+        self._hashes.pop(transfer.id, None)
+
+    def _to_error(self, transfer: Transfer, route: Route, reason: str) -> None:
+        """Refuse a claimed file: it goes to the sender's error folder."""
+        folder = self.config.error_dir(route.source)
+        target = folder / f"{transfer.id}-{transfer.name}"
+        os.rename(self._work(transfer.id), target)
+        self._write_reason(target, reason, transfer.name)
+        self.journal.set_state(transfer.id, "error", reason)
+        self._hashes.pop(transfer.id, None)
+        self.transfer_log.write(
+            result="error", route=route.id, transfer=transfer.id, file=transfer.name, source=route.source, reason=reason
+        )
+        log.warning("%s: %s refused: %s", route.id, transfer.name, reason)
+
+    def _refuse_entry(self, route: Route, path: Path, reason: str) -> None:
+        """An outbox entry that is not a file we take (moved as it is: a
+        symlink moves as a link, never followed)."""
+        folder = self.config.error_dir(route.source)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        safe = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in path.name)[:200]
+        target = folder / f"{stamp}-{safe}"
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            log.error("%s: cannot move %s to the error folder: %s", route.id, path, exc)
+            return
+        self._write_reason(target, reason, path.name)
+        self.transfer_log.write(result="refused", route=route.id, file=path.name, source=route.source, reason=reason)
+        log.warning("%s: %s refused: %s", route.id, path.name, reason)
+
+    def _write_reason(self, target: Path, reason: str, original: str) -> None:
+        text = f"元のファイル名: {original}\n理由: {reason}\n日時: {dt.datetime.now(dt.UTC).isoformat()}\n"
+        reason_path = target.parent / (target.name + REASON_SUFFIX)
+        fd = os.open(reason_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    def _retry_later(self, transfer: Transfer, route: Route, exc: BaseException) -> None:
+        current = self.journal.get(transfer.id)
+        attempts = (current.attempts if current else transfer.attempts) + 1
+        delay = min(2.0**attempts, self.config.max_attempts_backoff)
+        retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        self.journal.failed_attempt(transfer.id, str(exc), retry_at)
+        self.transfer_log.write(
+            result="retry",
+            route=route.id,
+            transfer=transfer.id,
+            file=transfer.name,
+            source=route.source,
+            attempt=attempts,
+            retry_in=delay,
+            reason=str(exc),
+        )
+        log.warning(
+            "%s: %s not delivered yet (attempt %d, retry in %.0fs): %s", route.id, transfer.name, attempts, delay, exc
+        )
+
+    def _run_command(self, which: str, route: Route, transfer: Transfer, payload: Path) -> bool:
+        """HULFT-style job before or after delivery; the exit code is logged."""
+        command = route.pre if which == "pre" else route.post
+        values = {"file": str(payload), "name": transfer.name, "route": route.id, "transfer": transfer.id}
+        args = [part.format(**values) for part in command]
+        env = dict(os.environ, **{f"FILELINK_{k.upper()}": v for k, v in values.items()})
+        try:
+            result = subprocess.run(args, env=env, capture_output=True, timeout=COMMAND_TIMEOUT)
+            code = result.returncode
+            detail = result.stderr.decode("utf-8", "replace")[-500:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            code, detail = -1, str(exc)
+        self.transfer_log.write(
+            result=f"{which}-command",
+            route=route.id,
+            transfer=transfer.id,
+            file=transfer.name,
+            command=args,
+            exit_code=code,
+            detail=detail,
+        )
+        return code == 0
+
+    def _prune_archive(self) -> None:
+        if time.monotonic() - self._last_prune < 3600:
+            return
+        self._last_prune = time.monotonic()
+        today = dt.datetime.now(dt.UTC).date()
+        for route in self.config.routes:
+            folder = self.config.archive_dir / route.id
+            if not folder.is_dir():
+                continue
+            for day in folder.iterdir():
+                try:
+                    age = (today - dt.date.fromisoformat(day.name)).days
+                except ValueError:
+                    continue
+                if age > route.archive_days:
+                    shutil.rmtree(day)
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        summary = self.journal.route_summary()
+        out = []
+        for route in self.config.routes:
+            outbox = self.config.outbox(route)
+            try:
+                waiting = sum(1 for e in os.scandir(outbox) if not is_temporary(e.name))
+            except OSError:
+                waiting = 0
+            info = summary.get(route.id, {})
+            out.append(
+                {
+                    "route": route.id,
+                    "source": route.source,
+                    "kind": route.kind,
+                    "destinations": list(route.destinations),
+                    "enabled": route.enabled,
+                    "waiting": waiting,
+                    "in_flight": info.get("in_flight", 0),
+                    "retrying": info.get("retrying", 0),
+                    "errors": info.get("errors", 0),
+                    "last_delivery": info.get("last_delivery"),
+                    "last_error": info.get("last_error", ""),
+                }
+            )
+        return out
+
+    def write_status(self) -> None:
+        """status.json for other programs (the mailintake status page)."""
+        document = {"updated_at": dt.datetime.now(dt.UTC).isoformat(), "routes": self.status()}
+        path = self.config.status_path
+        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)

@@ -1,0 +1,19 @@
+"""Exceptions, each mapped once to an exit status by the command line."""
+
+from __future__ import annotations
+
+
+class FilelinkError(Exception):
+    exit_code = 1
+
+
+class ConfigError(FilelinkError):
+    exit_code = 2
+
+
+class PermissionSetupError(FilelinkError):
+    """The folder tree could not be given its owners, modes or ACLs."""
+
+
+class ConversionError(FilelinkError):
+    """A text file does not decode in the route's source character code."""

@@ -1,0 +1,41 @@
+"""inotify (through watchdog) as a hint that an outbox changed. Events can
+be lost (queue overflow, changes made on another host of a network share),
+so the engine rescans periodically whatever the watcher says."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+log = logging.getLogger(__name__)
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.wake.set()
+
+
+class OutboxWatcher:
+    def __init__(self, folders: list[Path], wake: threading.Event) -> None:
+        self.observer: Any = Observer()
+        handler = _Wake(wake)
+        for folder in folders:
+            if folder.is_dir():
+                self.observer.schedule(handler, str(folder), recursive=False)
+            else:
+                log.warning("outbox %s does not exist (run filelink init)", folder)
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(10)

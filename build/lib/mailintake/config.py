@@ -1,0 +1,333 @@
+"""Settings: embedded defaults, overridden by a TOML file, then ``MAILINTAKE_*``
+environment variables, then command-line options.
+
+This is the only module that reads configuration. Everything else receives a
+:class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "MAILINTAKE_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+# Declared as data so that the README reference can be checked against it.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "./var", "Folder for the database, spool and stored files."),
+    Setting(
+        "database_url",
+        "",
+        "SQLAlchemy URL; empty means SQLite at DATA_DIR/mailintake.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/dbname",
+    ),
+    Setting("spool_dir", "", "Spool folder for accepted raw mail; empty means DATA_DIR/spool."),
+    Setting("smtp_host", "127.0.0.1", "Address the SMTP relay listens on."),
+    Setting(
+        "copy_route_suffix",
+        "mailintake.internal",
+        "Domain suffix of the addresses the MTA sends copies to in copy mode: "
+        "soumu@city.example.jp.SUFFIX counts as soumu@city.example.jp.",
+    ),
+    Setting("smtp_port", 2525, "Port the SMTP relay listens on."),
+    Setting("smtp_hostname", "", "Name in the SMTP greeting; empty means this host's FQDN."),
+    Setting(
+        "relay_networks",
+        ["127.0.0.1", "::1"],
+        "Client networks allowed to deliver (the organisation's MTA). Others get 554.",
+    ),
+    Setting(
+        "max_message_size",
+        52_428_800,
+        "Largest accepted message in bytes (advertised with SIZE); keep it at least the upstream MTA's limit.",
+    ),
+    Setting("max_connections", 50, "Concurrent SMTP connections; more get 421 and retry later."),
+    Setting("smtp_timeout", 300, "Seconds a client may stay silent before it is disconnected."),
+    Setting("http_host", "127.0.0.1", "Address the web/API server listens on."),
+    Setting("http_port", 8000, "Port the web/API server listens on."),
+    Setting("ingest_batch", 50, "Most spooled messages stored in one database transaction."),
+    Setting("ingest_retry_seconds", 2.0, "Pause before retrying when the database is unavailable."),
+    Setting(
+        "parse_time_limit",
+        120.0,
+        "Seconds one message may take to parse; past it the parser is restarted and the "
+        "message stored unparsed with a note.",
+    ),
+    Setting(
+        "smtp_tls_cert",
+        "",
+        "PEM certificate (with its chain) for STARTTLS on the relay; empty offers no STARTTLS. "
+        "Use when the MTA is on another host.",
+    ),
+    Setting("smtp_tls_key", "", "PEM private key for smtp_tls_cert (readable by the service account only)."),
+    Setting(
+        "database_password_file",
+        "",
+        "File holding the PostgreSQL password (first line), e.g. a systemd credential or a root-owned 0640 file; "
+        "keeps the password out of the config file and the environment.",
+    ),
+    Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("access_log", False, "Log one line per HTTP request (method, path, status, client)."),
+    Setting(
+        "trusted_proxies",
+        [],
+        "Addresses of reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed; "
+        "empty trusts none and the client is the connecting address.",
+    ),
+    Setting(
+        "metrics_allow",
+        ["127.0.0.1", "::1"],
+        "Client networks that may read /metrics (Prometheus); others get 403.",
+    ),
+    Setting(
+        "purge_new_after_days",
+        0,
+        "Retention: delete 未処理 mail (never registered nor dismissed) received more than this many days ago "
+        "when `mailintake purge` runs; 0 keeps it for ever.",
+    ),
+    Setting(
+        "purge_dismissed_after_days",
+        0,
+        "Retention: delete 対象外 (dismissed) mail received more than this many days ago; 0 keeps it for ever. "
+        "Registered mail is never purged.",
+    ),
+    Setting(
+        "receipt_number_format",
+        "{symbol}第{number}号",
+        "Format of 収受番号. Fields: {symbol} (文書記号), {number}, {fiscal_year} (2026), {era_year} (令和8).",
+    ),
+    Setting(
+        "retention_periods",
+        ["1年", "3年", "5年", "10年", "30年", "永年"],
+        "Choices of 保存期間 offered at 収受登録.",
+    ),
+    Setting("session_hours", 10.0, "Hours a web sign-in lasts."),
+    Setting(
+        "filelink_status",
+        "",
+        "The file-share linkage engine's status file (its status_file), shown to system administrators; "
+        "empty hides the page.",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    spool_dir: Path
+    smtp_host: str
+    copy_route_suffix: str
+    smtp_port: int
+    smtp_hostname: str
+    relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_message_size: int
+    max_connections: int
+    smtp_timeout: float
+    http_host: str
+    http_port: int
+    ingest_batch: int
+    ingest_retry_seconds: float
+    parse_time_limit: float
+    smtp_tls_cert: Path | None
+    smtp_tls_key: Path | None
+    database_password_file: Path | None
+    log_level: str
+    access_log: bool
+    trusted_proxies: tuple[str, ...]
+    metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    purge_new_after_days: int
+    purge_dismissed_after_days: int
+    receipt_number_format: str
+    retention_periods: tuple[str, ...]
+    session_hours: float
+    filelink_status: Path | None
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def originals_dir(self) -> Path:
+        return self.data_dir / "originals"
+
+    @property
+    def address_snapshot(self) -> Path:
+        return self.data_dir / "addresses.json"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < environment < ``overrides`` (CLI options).
+
+    The TOML file is ``config_file``, else ``$MAILINTAKE_CONFIG``; a missing
+    file named explicitly is an error.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        raw.update(_read_toml(Path(path)))
+    for setting in SETTINGS:
+        value = environ.get(ENV_PREFIX + setting.name.upper())
+        if value is not None and value != "":
+            raw[setting.name] = _from_env(setting, value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = value
+    return _build(raw)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Settings may sit at the top level or under [mailintake].
+    table = data.get("mailintake", data)
+    unknown = sorted(set(table) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    return dict(table)
+
+
+def _from_env(setting: Setting, value: str) -> Any:
+    if isinstance(setting.default, list):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _build(raw: dict[str, Any]) -> Settings:
+    data_dir = Path(raw["data_dir"]).expanduser().resolve()
+    spool_dir = Path(raw["spool_dir"]).expanduser().resolve() if raw["spool_dir"] else data_dir / "spool"
+    database_url = raw["database_url"] or f"sqlite:///{data_dir / 'mailintake.db'}"
+    if raw["smtp_tls_cert"] and not raw["smtp_tls_key"]:
+        raise ConfigError("smtp_tls_cert needs smtp_tls_key")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        spool_dir=spool_dir,
+        smtp_host=str(raw["smtp_host"]),
+        copy_route_suffix=str(raw["copy_route_suffix"]).strip(".").lower(),
+        smtp_port=_int(raw, "smtp_port", minimum=0),
+        smtp_hostname=str(raw["smtp_hostname"]),
+        relay_networks=_networks(raw["relay_networks"], "relay_networks"),
+        max_message_size=_int(raw, "max_message_size", minimum=1024),
+        max_connections=_int(raw, "max_connections", minimum=1),
+        smtp_timeout=_float(raw, "smtp_timeout", minimum=1),
+        http_host=str(raw["http_host"]),
+        http_port=_int(raw, "http_port", minimum=0),
+        ingest_batch=_int(raw, "ingest_batch", minimum=1),
+        ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
+        parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),
+        smtp_tls_cert=_path(raw["smtp_tls_cert"]),
+        smtp_tls_key=_path(raw["smtp_tls_key"]),
+        database_password_file=_path(raw["database_password_file"]),
+        log_level=str(raw["log_level"]).upper(),
+        access_log=_bool(raw, "access_log"),
+        trusted_proxies=tuple(str(n) for n in _networks(raw["trusted_proxies"], "trusted_proxies")),
+        metrics_allow=_networks(raw["metrics_allow"], "metrics_allow"),
+        purge_new_after_days=_int(raw, "purge_new_after_days", minimum=0),
+        purge_dismissed_after_days=_int(raw, "purge_dismissed_after_days", minimum=0),
+        receipt_number_format=_receipt_format(raw["receipt_number_format"]),
+        retention_periods=_choices(raw, "retention_periods"),
+        session_hours=_float(raw, "session_hours", minimum=0.1),
+        filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
+    )
+
+
+def _path(value: Any) -> Path | None:
+    return Path(str(value)).expanduser() if value else None
+
+
+def _bool(raw: dict[str, Any], name: str) -> bool:
+    value = raw[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _receipt_format(value: Any) -> str:
+    template = str(value)
+    if "{number" not in template:
+        raise ConfigError("receipt_number_format must contain {number}")
+    try:
+        template.format(symbol="総務", number=1, fiscal_year=2026, era_year="令和8")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc!r}") from exc
+    return template
+
+
+def _choices(raw: dict[str, Any], name: str) -> tuple[str, ...]:
+    values = raw[name]
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",")]
+    choices = tuple(str(v).strip() for v in values if str(v).strip())
+    if not choices:
+        raise ConfigError(f"{name} needs at least one entry")
+    return choices
+
+
+def _int(raw: dict[str, Any], name: str, minimum: int) -> int:
+    try:
+        value = int(raw[name])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw[name]!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(raw: dict[str, Any], name: str, minimum: float) -> float:
+    try:
+        value = float(raw[name])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {raw[name]!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _networks(values: Any, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {value!r} is not an address or network") from exc
+    return tuple(networks)

@@ -1,0 +1,561 @@
+"""Raw message bytes → decoded headers, bodies and attachments.
+
+The standard library's parser (compat32, fed from the spool file in chunks)
+gives the MIME tree; everything that turns bytes into text goes through
+``charsets`` and the encoded-word decoder below, because the stock decoders
+get most Japanese mail wrong. Limits on depth, part count and header size
+keep hostile mail bounded; a broken mail yields what can be decoded plus a
+problem note. The raw bytes remain the source of truth.
+
+Runs in the ingester process, which a supervisor restarts if a parse runs
+too long (see ``ingest_process``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.utils
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import Message as EmailMessage
+from email.parser import BytesFeedParser
+from html.parser import HTMLParser
+from pathlib import Path
+
+from . import charsets
+from .blobs import BlobStore
+from .filenames import display_name
+from .spool import read_exactly
+
+_FEED_CHUNK = 64 * 1024
+MAX_DEPTH = 40
+MAX_PARTS = 2000
+MAX_ADDRESS_HEADER = 64 * 1024
+MAX_PROBLEMS = 30
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
+_STREAM_THRESHOLD = 1 << 20
+_B64_CHUNK = 1 << 20
+
+
+@dataclass
+class ParsedAttachment:
+    position: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str = ""
+    disposition: str = "attachment"
+    # Position of the attachment this one was found in (a forwarded
+    # message or winmail.dat), if any.
+    parent: int | None = None
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str = ""
+    from_name: str = ""
+    from_address: str = ""
+    to: list[dict[str, str]] = field(default_factory=list)
+    cc: list[dict[str, str]] = field(default_factory=list)
+    subject: str = ""
+    date: dt.datetime | None = None
+    text_body: str = ""
+    html_body: str | None = None
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    probe_header: str = ""
+
+    def problem(self, note: str) -> None:
+        if note not in self.problems and len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(note)
+
+
+def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessage:
+    """Parse the message held in the first ``size`` bytes of ``path``.
+
+    Attachment bytes go to the blob store; nothing is fsynced here: the
+    ingester flushes once per batch.
+    """
+    parser = BytesFeedParser(policy=policy.compat32)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in read_exactly(fh, size, _FEED_CHUNK):
+                parser.feed(chunk)
+        return decode_message(parser.close(), BlobStore(blob_root))
+    except RecursionError:
+        with open(path, "rb") as fh:
+            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root)
+
+
+def parse_bytes(raw: bytes, blob_root: Path) -> ParsedMessage:
+    parser = BytesFeedParser(policy=policy.compat32)
+    try:
+        parser.feed(raw)
+        return decode_message(parser.close(), BlobStore(blob_root))
+    except RecursionError:
+        return _headers_only(raw[:_HEADER_SCAN], blob_root)
+
+
+_HEADER_SCAN = 1 << 20
+NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
+
+
+def _headers_only(head: bytes, blob_root: Path) -> ParsedMessage:
+    """The standard parser recurses once per nesting level, so a nesting
+    bomb exhausts the stack: keep at least the headers."""
+    parser = BytesFeedParser(policy=policy.compat32)
+    parser.feed(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    out = decode_message(parser.close(), BlobStore(blob_root))
+    out.problem(NESTING_NOTE)
+    return out
+
+
+def decode_message(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
+    out = ParsedMessage()
+    out.message_id = _header(msg, "Message-ID", out).strip()
+    out.subject = _single_line(_header(msg, "Subject", out))
+    senders = _addresses(msg, "From", out)
+    if senders:
+        out.from_name, out.from_address = senders[0]["name"], senders[0]["address"]
+    out.to = _addresses(msg, "To", out)
+    out.cc = _addresses(msg, "Cc", out)
+    out.date = _date(msg, out)
+    probe = raw_headers(msg, "X-Mailintake-Probe")
+    out.probe_header = "".join(decode_header_value(probe[0]).split())[:200] if probe else ""
+    _Walker(blobs, out).walk(msg)
+    if not out.text_body and out.html_body:
+        out.text_body = html_to_text(out.html_body)
+    _describe_defects(msg, out)
+    return out
+
+
+# -- headers ----------------------------------------------------------------------
+
+
+def decode_header_value(value: str, problems: list[str] | None = None) -> str:
+    """Decode a header as found in the wild: RFC 2047 encoded words (B and
+    Q; adjacent words of one charset joined *before* decoding, since older
+    Japanese mailers split characters across words), raw 8-bit bytes, and
+    raw ISO-2022-JP escape sequences."""
+    value = _raw_text(value)
+    pieces: list[str] = []
+    pending: list[bytes] = []
+    pending_charset: str | None = None
+    last_end = 0
+
+    def flush() -> None:
+        nonlocal pending_charset
+        if pending:
+            pieces.append(charsets.decode(b"".join(pending), pending_charset, problems))
+            pending.clear()
+        pending_charset = None
+
+    for match in _ENCODED_WORD.finditer(value):
+        between = value[last_end : match.start()]
+        charset = match.group(1).split("*", 1)[0].lower()
+        if between.strip() or charset != pending_charset:
+            flush()
+            if between.strip() or not pieces:
+                pieces.append(between)
+        pending_charset = charset
+        pending.append(_decode_word(match.group(2).upper(), match.group(3)))
+        last_end = match.end()
+    flush()
+    pieces.append(value[last_end:])
+    return charsets.normalize("".join(pieces))
+
+
+def _decode_word(encoding: str, text: str) -> bytes:
+    if encoding == "B":
+        cleaned = re.sub(r"[^A-Za-z0-9+/]", "", text)
+        if len(cleaned) % 4 == 1:  # a lone trailing character carries no byte
+            cleaned = cleaned[:-1]
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4))
+    return binascii.a2b_qp(text.replace("_", " ").encode("ascii", "replace"))
+
+
+def _raw_text(value: str) -> str:
+    """compat32 hands raw 8-bit header bytes over as surrogate escapes and
+    leaves ISO-2022-JP escapes as they are: decode both from the bytes."""
+    if "\x1b" not in value and not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("ascii", "surrogateescape")
+    return charsets.decode(raw, None, None)
+
+
+def raw_headers(msg: EmailMessage, name: str) -> list[str]:
+    """Header values as parsed, raw 8-bit bytes still surrogate-escaped.
+
+    compat32's ``get()`` wraps such values in a Header that decodes them as
+    U+FFFD; the raw form lets ``charsets`` decide what they are.
+    """
+    wanted = name.lower()
+    return [value if isinstance(value, str) else str(value) for key, value in msg.raw_items() if key.lower() == wanted]
+
+
+def _single_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _header(msg: EmailMessage, name: str, out: ParsedMessage) -> str:
+    values = raw_headers(msg, name)
+    if not values:
+        return ""
+    return decode_header_value(values[0], out.problems)
+
+
+def _addresses(msg: EmailMessage, name: str, out: ParsedMessage) -> list[dict[str, str]]:
+    values = raw_headers(msg, name)
+    if not values:
+        return []
+    if sum(len(v) for v in values) > MAX_ADDRESS_HEADER:
+        out.problem(f"{name} ヘッダーが長すぎるため先頭 {MAX_ADDRESS_HEADER} 文字のみ解析しました")
+        values = ["\n".join(values)[:MAX_ADDRESS_HEADER]]
+    # Split into addresses first, decode each display name after: decoding
+    # first would let an encoded comma or quote move the split (and the
+    # shown address must be the real one: CVE-2023-27043).
+    try:
+        pairs = email.utils.getaddresses(values, strict=True)
+    except TypeError:  # a Python without strict=
+        pairs = email.utils.getaddresses(values)
+    result = []
+    for display, address in pairs:
+        if not display and not address:
+            continue
+        result.append(
+            {
+                "name": _single_line(decode_header_value(display, out.problems)).strip(),
+                "address": _raw_text(address),
+            }
+        )
+    if not result:
+        out.problem(f"{name} ヘッダーのアドレスを解析できませんでした")
+    return result
+
+
+def _date(msg: EmailMessage, out: ParsedMessage) -> dt.datetime | None:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        out.problem(f"Date ヘッダーを解析できませんでした: {str(value)[:80]}")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:
+    names: set[str] = set()
+    stack = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        names.update(type(defect).__name__ for defect in getattr(part, "defects", []))
+        payload = part.get_payload()
+        if isinstance(payload, list) and depth < MAX_DEPTH:
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, EmailMessage))
+    for name in sorted(names):
+        out.problem(f"MIME 構造の不備: {name}")
+
+
+# -- the MIME tree ------------------------------------------------------------------
+
+
+class _Walker:
+    def __init__(self, blobs: BlobStore, out: ParsedMessage) -> None:
+        self.blobs = blobs
+        self.out = out
+        self.parts = 0
+
+    def walk(self, msg: EmailMessage) -> None:
+        # Iterative, depth-first, in document order: nesting bombs cannot
+        # exhaust the stack.
+        stack: list[tuple[EmailMessage, int, int | None, bool]] = [(msg, 0, None, True)]
+        while stack:
+            part, depth, parent, in_body = stack.pop()
+            self.parts += 1
+            if self.parts > MAX_PARTS:
+                self.out.problem(f"パートが {MAX_PARTS} を超えるため、残りは原文でのみ確認できます")
+                return
+            children = self._visit(part, depth, parent, in_body)
+            if children:
+                if depth + 1 > MAX_DEPTH:
+                    self.out.problem(f"入れ子が {MAX_DEPTH} 段を超える部分は原文でのみ確認できます")
+                    continue
+                stack.extend(reversed(children))
+
+    def _visit(
+        self, part: EmailMessage, depth: int, parent: int | None, in_body: bool
+    ) -> list[tuple[EmailMessage, int, int | None, bool]]:
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822" or (part.is_multipart() and ctype.startswith("message/")):
+            return self._forwarded(part, depth, parent)
+        if part.is_multipart():
+            payload = part.get_payload()
+            return [(p, depth + 1, parent, in_body) for p in payload if isinstance(p, EmailMessage)]
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = attachment_filename(part, self.out)
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            if in_body:
+                self._body_text(part, ctype)
+            return []
+        if ctype == "application/pkcs7-mime" or ctype == "application/x-pkcs7-mime":
+            self._smime(part)
+        position = self._attachment(part, ctype, filename, disposition, parent)
+        if ctype == "application/ms-tnef" or filename.lower() == "winmail.dat":
+            self._tnef(part, position)
+        return []
+
+    def _body_text(self, part: EmailMessage, ctype: str) -> None:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return
+        text = charsets.decode(payload, part.get_content_charset(), self.out.problems)
+        if ctype == "text/html":
+            if self.out.html_body is None:
+                self.out.html_body = text
+            return
+        if _param(part, "format") == "flowed":
+            text = unflow(text, delsp=_param(part, "delsp") == "yes")
+        self.out.text_body = text if not self.out.text_body else self.out.text_body + "\n" + text
+
+    def _attachment(self, part: EmailMessage, ctype: str, filename: str, disposition: str, parent: int | None) -> int:
+        sha256, size = _store_payload(part, self.blobs, self.out)
+        return self._add(filename, ctype, size, sha256, parent, part, disposition or "attachment")
+
+    def _add(
+        self,
+        filename: str,
+        ctype: str,
+        size: int,
+        sha256: str,
+        parent: int | None,
+        part: EmailMessage | None = None,
+        disposition: str = "attachment",
+    ) -> int:
+        position = len(self.out.attachments)
+        content_id = str(part.get("Content-ID", "")).strip().strip("<>") if part is not None else ""
+        self.out.attachments.append(
+            ParsedAttachment(
+                position=position,
+                filename=filename,
+                content_type=ctype[:255],
+                size=size,
+                sha256=sha256,
+                content_id=content_id[:500],
+                disposition=disposition,
+                parent=parent,
+            )
+        )
+        return position
+
+    def _forwarded(
+        self, part: EmailMessage, depth: int, parent: int | None
+    ) -> list[tuple[EmailMessage, int, int | None, bool]]:
+        """A forwarded message is kept whole as ``<its subject>.eml``; its
+        own attachments are listed too, pointing at it."""
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if not isinstance(inner, EmailMessage):
+            self._attachment(part, "message/rfc822", attachment_filename(part, self.out), "attachment", parent)
+            return []
+        try:
+            raw = inner.as_bytes(policy=policy.compat32)
+        except (ValueError, LookupError, UnicodeError):
+            raw = str(inner).encode("utf-8", "surrogateescape")
+        subject = _single_line(_header(inner, "Subject", self.out))
+        name = attachment_filename(part, self.out) or f"{subject or '転送メール'}.eml"
+        position = self._add(name, "message/rfc822", len(raw), self.blobs.put_bytes(raw), parent, part)
+        return [(inner, depth + 1, position, False)]
+
+    def _smime(self, part: EmailMessage) -> None:
+        kind = _param(part, "smime-type")
+        if kind == "enveloped-data" or kind == "authenveloped-data":
+            self.out.problem("S/MIME で暗号化されたメールです。本文と添付ファイルは復号できないため表示できません。")
+        else:
+            self.out.problem("S/MIME 署名付き（opaque 形式）のメールです。本文は p7m ファイルの中にあります。")
+
+    def _tnef(self, part: EmailMessage, position: int) -> None:
+        """winmail.dat: list the files inside, names in the TNEF code page."""
+        from tnefparse.tnef import TNEF
+
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            return
+        try:
+            tnef = TNEF(data)
+        except Exception as exc:  # tnefparse raises many kinds on bad input
+            self.out.problem(f"winmail.dat を展開できませんでした: {type(exc).__name__}")
+            return
+        codepage = f"cp{tnef.codepage}" if getattr(tnef, "codepage", None) else "cp1252"
+        for attachment in tnef.attachments:
+            name = _tnef_name(attachment, codepage)
+            payload = attachment.data if isinstance(attachment.data, bytes) else b""
+            self._add(name, _guess_type(name), len(payload), self.blobs.put_bytes(payload), position)
+
+
+def _param(part: EmailMessage, name: str) -> str:
+    value = part.get_param(name)
+    return value.lower() if isinstance(value, str) else ""
+
+
+def _tnef_name(attachment: object, codepage: str) -> str:
+    # tnefparse decodes the title as UTF-8; Japanese Outlook writes it in
+    # the code page (932), so decode the raw bytes ourselves.
+    raw = getattr(attachment, "_name", b"")
+    if isinstance(raw, bytes) and raw:
+        try:
+            return display_name(raw.rstrip(b"\0").decode(codepage))
+        except (UnicodeDecodeError, LookupError):
+            return display_name(charsets.decode(raw.rstrip(b"\0"), None))
+    return display_name(str(raw).rstrip("\0"))
+
+
+def _guess_type(name: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+# -- attachment names -------------------------------------------------------------------
+
+_RAW_PARAM = re.compile(r'(?i)(?:^|;)\s*{name}\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def attachment_filename(part: EmailMessage, out: ParsedMessage) -> str:
+    """The name from Content-Disposition ``filename`` or Content-Type
+    ``name``: RFC 2231 (with continuations, in any charset), MIME encoded
+    words inside the quotes (non-standard, common from Japanese clients),
+    raw 8-bit Shift_JIS/UTF-8 or raw ISO-2022-JP."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        found = raw_headers(part, header)
+        if not found:
+            continue
+        raw_header = found[0]
+        if any("\udc80" <= ch <= "\udcff" for ch in raw_header) or "\x1b" in raw_header:
+            # get_param() would turn raw bytes into U+FFFD: read them ourselves.
+            match = re.compile(_RAW_PARAM.pattern.format(name=param)).search(raw_header)
+            if match:
+                return display_name(decode_header_value(match.group(1).strip().strip('"'), out.problems))
+        value = part.get_param(param, header=header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+            charset, _language, text = value
+            data = text.encode("latin-1", "replace")
+            return display_name(charsets.decode(data, charset or None, out.problems))
+        return display_name(decode_header_value(str(value), out.problems))
+    return ""
+
+
+# -- payloads -----------------------------------------------------------------------
+
+
+def _store_payload(part: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> tuple[str, int]:
+    """Store a leaf part's decoded bytes; large base64 parts are decoded in
+    chunks so that the decoded copy is never held whole in memory."""
+    encoded = part.get_payload()
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(encoded, str) and cte == "base64" and len(encoded) > _STREAM_THRESHOLD:
+        part.set_payload("")  # the encoded text is not needed any more: free it
+        return blobs.put_stream(_base64_chunks(encoded, out))
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = b""
+    return blobs.put_bytes(payload), len(payload)
+
+
+def _base64_chunks(encoded: str, out: ParsedMessage) -> Iterator[bytes]:
+    carry = ""
+    for start in range(0, len(encoded), _B64_CHUNK):
+        text = carry + "".join(encoded[start : start + _B64_CHUNK].split())
+        cut = len(text) // 4 * 4
+        carry = text[cut:]
+        if cut:
+            yield _b64decode(text[:cut], out)
+    if carry:
+        yield _b64decode(carry + "=" * (-len(carry) % 4), out)
+
+
+def _b64decode(text: str, out: ParsedMessage) -> bytes:
+    try:
+        return binascii.a2b_base64(text.encode("ascii", "replace"))
+    except binascii.Error as exc:
+        out.problem(f"base64 の一部を復号できませんでした: {exc}")
+        return b""
+
+
+# -- text renditions ------------------------------------------------------------------------
+
+
+def unflow(text: str, delsp: bool = False) -> str:
+    """RFC 3676 format=flowed → plain paragraphs (soft line breaks joined)."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    out: list[str] = []
+    buffer = ""
+    depth_of_buffer = -1
+    for line in lines:
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing
+        flowed = content.endswith(" ") and content != "-- "
+        if buffer and depth != depth_of_buffer:
+            out.append(">" * depth_of_buffer + buffer)
+            buffer = ""
+        if flowed:
+            buffer += content[:-1] if delsp else content
+            depth_of_buffer = depth
+        else:
+            out.append(">" * depth + buffer + content)
+            buffer = ""
+    if buffer:
+        out.append(">" * depth_of_buffer + buffer)
+    return "\n".join(out)
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "pre", "hr"}
+    _SKIP = {"script", "style", "head", "title"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag in self._BLOCK:
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self._BLOCK:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.chunks.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text rendition of an HTML body, for search and preview."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError):  # malformed markup: keep what was read
+        pass
+    text = "".join(parser.chunks)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -1,0 +1,310 @@
+"""Database models (SQLAlchemy 2.0, typed declarative mapping)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# PostgreSQL's own default names: a database created before migrations
+# existed (by create_all) already carries exactly these, and SQLite's batch
+# mode can then find and drop an unnamed constraint by the same name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Address(Base):
+    """A designated receiving address (収受用アドレス), usually one per section."""
+
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored lower-cased: MTA lookup tables compare addresses case-insensitively.
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    section: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    """One received mail for one designated address."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The same bytes re-sent by the MTA (RFC 1047) are stored once per address.
+        UniqueConstraint("address_id", "raw_sha256", name="uq_messages_address_raw"),
+        Index("ix_messages_address_received", "address_id", "received_at", "id"),
+        Index("ix_messages_received", "received_at", "id"),
+        Index("ix_messages_address_status_received", "address_id", "status", "received_at", "id"),
+        # The retention purge: unregistered mail older than a cut-off, any address.
+        Index("ix_messages_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
+    address: Mapped[Address] = relationship(lazy="joined")
+
+    # Envelope
+    mail_from: Mapped[str] = mapped_column(String(998), default="")
+    rcpt_to: Mapped[str] = mapped_column(String(320))
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    spool_id: Mapped[str] = mapped_column(String(64), default="")
+
+    # The original message, kept as a blob by content hash.
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    raw_size: Mapped[int] = mapped_column(BigInteger)
+
+    # Decoded headers and bodies
+    message_id: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(Text, default="")
+    from_address: Mapped[str] = mapped_column(Text, default="")
+    to: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    cc: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    problems: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    # Set for a genuine probe (see probe.py): kept out of every list.
+    probe_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+    # 未処理 new / 収受済 registered / 対象外 dismissed
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    dismiss_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    # Kept with the message so that a list page never aggregates attachments.
+    attachment_count: Mapped[int] = mapped_column(Integer, default=0)
+    attachment_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.position", cascade="all, delete-orphan"
+    )
+
+
+class Attachment(Base):
+    """A file carried by a message; its bytes live in the blob store by sha256,
+    never at a path derived from ``filename``."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    message: Mapped[Message] = relationship(back_populates="attachments")
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_id: Mapped[str] = mapped_column(Text, default="")
+    disposition: Mapped[str] = mapped_column(String(32), default="attachment")
+    # Position of the attachment this one came out of (a forwarded message
+    # or winmail.dat), if any.
+    parent_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Section(Base):
+    """A section (課). ``name`` is what addresses carry; ``symbol`` is the
+    文書記号 that prefixes its receipt numbers (総務 → 総務第12号)."""
+
+    __tablename__ = "sections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    symbol: Mapped[str] = mapped_column(String(50))
+    # 所属コード of the personnel system's 組織マスタ, once imported.
+    code: Mapped[str | None] = mapped_column(String(50), unique=True, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+user_sections = Table(
+    "user_sections",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("section_id", ForeignKey("sections.id", ondelete="CASCADE"), primary_key=True),
+)
+
+ROLES = ("clerk", "section_admin", "system_admin")
+
+
+class User(Base):
+    """A person using the web UI. ``password_hash`` is empty for accounts
+    that only sign in through the groupware."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored lower-cased, like the groupware's login IDs are compared.
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20), default="clerk")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sections: Mapped[list[Section]] = relationship(secondary=user_sections, order_by="Section.name")
+
+
+class WebSession(Base):
+    """A signed-in browser. Only the token's SHA-256 is stored; ``method``
+    says how the user signed in (password, or the groupware later)."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(20), default="password")
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class MessageRead(Base):
+    """Which user has opened which message (the unread mark)."""
+
+    __tablename__ = "message_reads"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    read_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Classification(Base):
+    """文書分類: a tree that administrators manage (大分類 > 中分類 > 小分類)."""
+
+    __tablename__ = "classifications"
+    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_classifications_parent_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ReceiptCounter(Base):
+    """The last 収受番号 given per 文書記号 and fiscal year. Incremented in
+    the registering transaction, so a failed registration leaves no gap."""
+
+    __tablename__ = "receipt_counters"
+
+    symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
+    fiscal_year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Registration(Base):
+    """A 収受文書: one registered mail with its receipt number. Cancelling
+    marks it 取消 and keeps the number; numbers are never reused."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        UniqueConstraint("symbol", "fiscal_year", "number", name="uq_registrations_number"),
+        Index("ix_registrations_section_year", "section_id", "fiscal_year", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    section_id: Mapped[int] = mapped_column(ForeignKey("sections.id"))
+    section: Mapped[Section] = relationship(lazy="joined")
+    symbol: Mapped[str] = mapped_column(String(50))
+    fiscal_year: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    receipt_number: Mapped[str] = mapped_column(String(100))
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    subject: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(Text)
+    classification_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), nullable=True)
+    # The classification's path as it read at registration (分類名は後で変わりうる).
+    classification_path: Mapped[str] = mapped_column(Text, default="")
+    retention: Mapped[str] = mapped_column(String(50))
+    remarks: Mapped[str] = mapped_column(Text, default="")
+    attachment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active / cancelled (取消)
+    registered_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancel_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEvent(Base):
+    """Who did what to which mail, and when (監査ログ)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    username: Mapped[str] = mapped_column(String(100), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    message_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    section_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    client_address: Mapped[str] = mapped_column(String(64), default="")

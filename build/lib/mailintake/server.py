@@ -1,0 +1,164 @@
+"""Running the service: the SMTP relay with its ingester, the web/API server,
+or both in one process (``mailintake serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
+
+from .app import create_app
+from .config import Settings
+from .ingest_process import IngestSupervisor
+from .schema import ensure_current
+from .services import Services, build_services
+from .smtp import SmtpRelay
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiosmtpd logs every command at INFO; our own log says what matters.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+# How long a message being received at shutdown may take to reach its 250,
+# and how long the web server waits for requests in progress. Together with
+# the ingester's stop they keep a stop well under systemd's 10 s default.
+SHUTDOWN_GRACE_SECONDS = 4.0
+
+
+class _WebServer(uvicorn.Server):
+    """uvicorn without its own signal handling: run_service owns the
+    signals, so that one SIGTERM stops relay, ingester and web together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    smtp: bool = True,
+    web: bool = True,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given).
+
+    The relay starts even when the database is down: it needs only the
+    spool and the address snapshot. A database at another schema revision
+    is refused (:class:`~.schema.SchemaMismatch`) before anything listens.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _on_signal, sig, stop)
+    services = build_services(settings, create_tables=False)
+    try:
+        _prepare_database(services)
+    except BaseException:
+        services.close()
+        raise
+
+    ingester: IngestSupervisor | None = None
+    relay: SmtpRelay | None = None
+    web_task: asyncio.Task[None] | None = None
+    server: uvicorn.Server | None = None
+    try:
+        if smtp:
+            ingester = IngestSupervisor(settings)
+            relay = SmtpRelay(settings, services.spool, ingester.wake)
+            await relay.start()  # recovers the spool before anything ingests it
+            ingester.start()
+            _announce(on_ready, f"SMTP relay on {relay.address_text}")
+        if web:
+            config = uvicorn.Config(
+                create_app(services),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level=settings.log_level.lower(),
+                # Our logging configuration: one format, each line once.
+                log_config=None,
+                lifespan="off",
+                access_log=settings.access_log,
+                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+                forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+                proxy_headers=bool(settings.trusted_proxies),
+            )
+            server = _WebServer(config)
+            web_task = asyncio.create_task(server.serve())
+            while not server.started and not web_task.done():
+                await asyncio.sleep(0.02)
+            if web_task.done():
+                web_task.result()  # raises the bind error
+            _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
+        _announce(on_ready, f"data in {settings.data_dir}")
+
+        stop_task = asyncio.create_task(stop.wait())
+        waiting: set[asyncio.Future[Any]] = {stop_task}
+        if web_task is not None:
+            waiting.add(web_task)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+    finally:
+        await _shut_down(server, web_task, relay, ingester)
+        services.close()
+    log.info("stopped")
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        log.info("%s received; stopping", signal.Signals(signum).name)
+    stop.set()
+
+
+async def _shut_down(
+    server: uvicorn.Server | None,
+    web_task: asyncio.Task[None] | None,
+    relay: SmtpRelay | None,
+    ingester: IngestSupervisor | None,
+) -> None:
+    """Stop taking work everywhere at once, then let each part finish: the
+    relay its messages in progress, the web server its requests, the
+    ingester its batch."""
+    if server is not None:
+        server.should_exit = True
+    ingester_stopped = asyncio.create_task(asyncio.to_thread(ingester.stop)) if ingester is not None else None
+    if relay is not None:
+        await relay.drain(SHUTDOWN_GRACE_SECONDS)
+        await relay.stop()
+    if web_task is not None:
+        await asyncio.gather(web_task, return_exceptions=True)
+    if ingester_stopped is not None:
+        await ingester_stopped
+
+
+def _prepare_database(services: Services) -> None:
+    try:
+        ensure_current(services.engine)
+    except SQLAlchemyError as exc:
+        # The ingester creates it once the database is back.
+        log.warning("database unavailable at start-up (%s); mail is spooled meanwhile", type(exc).__name__)
+        return
+    if not services.settings.address_snapshot.exists():
+        services.addresses.write_snapshot()
+
+
+def _announce(on_ready: Callable[[str], None] | None, text: str) -> None:
+    log.info("%s", text)
+    if on_ready is not None:
+        on_ready(text)

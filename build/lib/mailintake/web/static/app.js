@@ -1,0 +1,38 @@
+// Progressive enhancement for the mail list; every action also works
+// without script. j/k move between rows, x selects, Enter/o opens.
+(function () {
+  "use strict";
+  var all = document.getElementById("select-all");
+  if (all) {
+    all.addEventListener("change", function () {
+      document.querySelectorAll('table.list tbody input[type=checkbox]:not(:disabled)').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  }
+  var rows = Array.prototype.slice.call(document.querySelectorAll("table.list tbody tr[data-id]"));
+  if (!rows.length) { return; }
+  var current = -1;
+  function focusRow(index) {
+    if (index < 0 || index >= rows.length) { return; }
+    if (current >= 0) { rows[current].classList.remove("current"); }
+    current = index;
+    rows[current].classList.add("current");
+    var link = rows[current].querySelector("td.subject a");
+    if (link) { link.focus(); }
+  }
+  document.addEventListener("keydown", function (event) {
+    var tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "select" || tag === "textarea" || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    if (event.key === "j") { focusRow(current + 1); event.preventDefault(); }
+    else if (event.key === "k") { focusRow(Math.max(current - 1, 0)); event.preventDefault(); }
+    else if (event.key === "x" && current >= 0) {
+      var box = rows[current].querySelector("input[type=checkbox]");
+      if (box && !box.disabled) { box.checked = !box.checked; }
+      event.preventDefault();
+    } else if (event.key === "o" && current >= 0) {
+      var link = rows[current].querySelector("td.subject a");
+      if (link) { window.location = link.href; }
+    }
+  });
+})();
