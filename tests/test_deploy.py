@@ -31,8 +31,35 @@ def test_the_systemd_units_are_hardened_and_separate() -> None:
         assert service["NoNewPrivileges"] == "yes"
         assert service["ProtectSystem"] == "strict"
         assert service["CapabilityBoundingSet"] == ""
+        # Personal data: private files whatever the caller's umask, a 0700
+        # data folder, logs in the journal (no file root opens for the service).
+        assert service["UMask"] == "0077" and service["StateDirectoryMode"] == "0700"
+        assert service["ReadWritePaths"] == "/var/lib/mailintake"
+        assert "StandardOutput" not in service and "StandardError" not in service
+        # A database at another schema revision exits 3: no restart loop.
+        assert service["RestartPreventExitStatus"] == "3"
+        assert int(service["TimeoutStopSec"]) >= 10
         commands.add(service["ExecStart"].split()[-1])
     assert commands == {"smtp", "web"}
+
+
+def test_backups_run_daily_as_the_service_account_into_a_private_folder() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / "mailintake-backup.service")
+    service = unit["Service"]
+    assert service["User"] == "mailintake" and service["UMask"] == "0077"
+    assert "-m 0700 /var/backups/mailintake" in service["ExecStartPre"]
+    assert " backup " in service["ExecStart"] and "-mtime +${KEEP_DAYS}" in service["ExecStartPost"]
+    timer = configparser.ConfigParser(strict=False, interpolation=None)
+    timer.read(DEPLOY / "systemd" / "mailintake-backup.timer")
+    assert timer["Timer"]["OnCalendar"] and timer["Timer"]["Persistent"] == "true"
+
+
+def test_the_guide_never_has_root_run_files_from_a_fixed_tmp_path() -> None:
+    guide = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "/tmp/" not in guide
+    assert "--output - | tar -x --no-same-owner -C /root/mailintake-mta" in guide
 
 
 def test_the_linkage_engine_runs_unprivileged_and_the_samba_shares_are_per_system() -> None:
