@@ -4,9 +4,7 @@ written in the same transaction as the action they record."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -15,6 +13,7 @@ from sqlalchemy.orm import Session
 from . import jpdates
 from .accounts import UserInfo
 from .models import AuditEvent, Section, utcnow
+from .spreadsheet import csv_text
 
 ACTION_LABELS = {
     "view_source": "ソース表示",
@@ -102,19 +101,16 @@ class AuditLog:
 
 
 def entries_csv(entries: list[AuditEntry]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["日時", "ユーザー", "操作", "メールID", "担当課", "内容", "接続元"])
-    for e in entries:
-        writer.writerow(
-            [
-                jpdates.to_jst(e.at).strftime("%Y-%m-%d %H:%M:%S"),
-                e.username,
-                e.action_label,
-                e.message_id or "",
-                e.section,
-                e.detail,
-                e.client_address,
-            ]
-        )
-    return buffer.getvalue().encode("utf-8-sig")
+    rows = (
+        [
+            jpdates.to_jst(e.at).strftime("%Y-%m-%d %H:%M:%S"),
+            e.username,
+            e.action_label,
+            e.message_id or "",
+            e.section,
+            e.detail,
+            e.client_address,
+        ]
+        for e in entries
+    )
+    return csv_text(["日時", "ユーザー", "操作", "メールID", "担当課", "内容", "接続元"], rows).encode("utf-8-sig")

@@ -11,9 +11,7 @@ number back with it, so numbers have no gaps and are never reused.
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +32,7 @@ from .models import (
     User,
     utcnow,
 )
+from .spreadsheet import csv_text
 from .visibility import visible_message
 
 Clock = Callable[[], dt.datetime]
@@ -417,12 +416,7 @@ def book_csv(rows: Sequence[RegistrationInfo], encoding: str) -> bytes:
     for older Excel; a character CP932 lacks becomes 〓, as in 外字 practice."""
     if encoding not in CSV_ENCODINGS:
         raise BadRequest("encoding must be utf-8 or cp932")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(BOOK_COLUMNS)
-    for row in rows:
-        writer.writerow(_book_row(row))
-    text = buffer.getvalue()
+    text = csv_text(BOOK_COLUMNS, (_book_row(row) for row in rows))
     if encoding == "cp932":
         return charsets.normalize(text).encode("cp932", errors="replace_with_geta")
     return text.encode("utf-8-sig")

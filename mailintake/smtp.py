@@ -345,7 +345,6 @@ class SmtpRelay:
             self._protocol, host=self.settings.smtp_host, port=self.settings.smtp_port, reuse_address=True
         )
         self._publisher = asyncio.create_task(self._publish_metrics())
-        log.info("SMTP relay listening on %s", self.address_text)
 
     async def _publish_metrics(self) -> None:
         # Counters are rate-limited when they change; this writes the last ones.
