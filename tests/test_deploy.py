@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import configparser
+import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 from mailintake.config import SETTINGS, load_settings
+
+from .conftest import require
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -74,3 +79,18 @@ def test_the_linkage_engine_runs_unprivileged_and_the_samba_shares_are_per_syste
     for name in ("jinji", "kyuyo", "shomu", "zaimu"):
         assert shares[name]["path"] == f"/srv/filelink/{name}"
         assert shares[name]["valid users"] == f"@fl-{name}"
+
+
+def test_every_unit_scores_low_in_systemd_analyze_security() -> None:
+    """The sandbox stays tight: systemd's own rating of each unit's
+    exposure is at most 2.0 (see deploy/README.md, Hardening)."""
+    analyze = shutil.which("systemd-analyze")
+    require(analyze is not None, "systemd-analyze (Debian's systemd) is not installed")
+    assert analyze is not None
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        result = subprocess.run(
+            [analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True, timeout=60
+        )
+        score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+        assert score is not None, result.stdout + result.stderr
+        assert float(score.group(1)) <= 2.0, (unit.name, score.group(1))
