@@ -43,9 +43,9 @@ class AdminUI:
         return [
             get("/admin/users", self.admin_users),
             post("/admin/users", self.admin_add_user),
-            post("/admin/users/{user_id:int}", self.admin_update_user),
+            post("/admin/users/{user_id:id}", self.admin_update_user),
             get("/admin/sections", self.admin_sections),
-            post("/admin/sections/{section_id:int}", self.admin_update_section),
+            post("/admin/sections/{section_id:id}", self.admin_update_section),
             get("/admin/classifications", self.admin_classifications),
             post("/admin/classifications", self.admin_add_classification),
             get("/admin/audit", self.admin_audit, role="section_admin"),

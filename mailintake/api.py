@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .blobs import BlobStore, OriginalStore
-from .errors import BadRequest
+from .errors import BadRequest, NotFound
 from .filenames import download_name
 from .messages import MessageQuery, MessageStore
 from .tokens import TokenService
@@ -41,6 +41,8 @@ def _path_id(request: Request, name: str) -> int:
         raise BadRequest(f"{name} must be an integer") from exc
     if value < 1:
         raise BadRequest(f"{name} must be positive")
+    if value >= 2**63:  # beyond any row; the database would refuse the number itself
+        raise NotFound(f"no such {name.removesuffix('_id')}")
     return value
 
 

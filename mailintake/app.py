@@ -10,6 +10,7 @@ import jinja2
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -42,8 +43,14 @@ SECURITY_HEADERS = [
 ]
 
 
+# Pages and files here are one person's view of personal data: no browser
+# or proxy cache may keep them. Static files are the exception.
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
-    """Adds the security headers to every HTTP response."""
+    """Adds the security headers to every HTTP response, the last-resort
+    500 page included (it wraps Starlette's ServerErrorMiddleware)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -57,6 +64,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                if b"cache-control" not in present and not scope["path"].startswith("/static/"):
+                    extra.append(NO_STORE)
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
@@ -136,7 +145,7 @@ def create_app(services: Services) -> Starlette:
         *AdminUI(ui).routes(),
         Mount("/static", app=StaticFiles(directory=str(web.STATIC_DIR)), name="static"),
     ]
-    app = Starlette(
+    app = _App(
         routes=routes,
         exception_handlers={
             MailintakeError: mailintake_error,
@@ -144,8 +153,29 @@ def create_app(services: Services) -> Starlette:
             SQLAlchemyError: database_error,
         },
     )
-    app.add_middleware(SecurityHeaders)
     return app
+
+
+class _App(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
+class _RowId(Convertor[int]):
+    """Database ids in paths: a number too large for any row is no route
+    (404), not a database error."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+# `{message_id:id}` in the routes of the web UI and the API.
+register_url_convertor("id", _RowId())
 
 
 def _client_in(request: Request, networks: tuple[Any, ...]) -> bool:

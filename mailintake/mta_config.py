@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .addresses import validate_address
 from .errors import BadRequest
 
 MODES = ("copy", "divert")
@@ -99,7 +100,9 @@ def _private_folder(directory: Path) -> None:
 def _check(mode: str, addresses: list[str]) -> list[str]:
     if mode not in MODES:
         raise BadRequest(f"mode must be one of {', '.join(MODES)}")
-    return sorted(set(addresses))
+    # An address stored before the rule existed is refused here too, not
+    # written into a map that root installs.
+    return sorted({validate_address(address) for address in addresses})
 
 
 def _route(address: str, suffix: str) -> str:

@@ -172,7 +172,7 @@ class TestCsrf:
         routes = _post_routes(services)
         assert len(routes) >= 16, routes
         for template in routes:
-            path = re.sub(r"\{(\w+):int\}", lambda m: str(ids[m.group(1)]), template)
+            path = re.sub(r"\{(\w+):id\}", lambda m: str(ids[m.group(1)]), template)
             client = admin if template.startswith(("/admin", "/registrations")) else browser
             for token in (None, "forged-token", csrf_token(browser.get("/messages").text) + "x"):
                 data = {

@@ -1,0 +1,123 @@
+"""Hardening against a hostile sender, a hostile mail and a hostile local
+user: each test fails if the hole it names opens again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import insert
+from starlette.routing import Route
+
+from mailintake import mta_config
+from mailintake.app import create_app
+from mailintake.config import Settings
+from mailintake.errors import AddressError
+from mailintake.models import Address
+from mailintake.services import Services
+
+from .conftest import ServiceThread
+from .factories import stored_message
+from .test_cli import run_cli
+from .web import add_user
+
+SOUMU = "soumu@city.example.jp"
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+DANGEROUS_ADDRESSES = [
+    "|/bin/sh@city.example.jp",
+    "/etc/passwd@city.example.jp",
+    ":include:/tmp/x@city.example.jp",
+    "a,b@city.example.jp",
+    '"quoted"@city.example.jp',
+    "soumu@city.example.jp,evil@example.net",
+    "soumu@city_example.jp",
+    "soumu@-city.example.jp",
+    ".soumu@city.example.jp",
+]
+
+
+class TestDesignatedAddressesAreSafeForTheMta:
+    @pytest.mark.parametrize("address", DANGEROUS_ADDRESSES)
+    def test_the_service_refuses_addresses_outside_the_safe_set(self, services: Services, address: str) -> None:
+        with pytest.raises(AddressError, match="収受用アドレスとして使えません"):
+            services.addresses.add(address, "総務課")
+
+    def test_ordinary_addresses_are_accepted(self, services: Services) -> None:
+        for address in ("soumu@city.example.jp", "kikaku.sei-saku_2+in@xn--u9j.example.lg.jp"):
+            services.addresses.add(address, "総務課")
+
+    def test_the_command_line_says_why_in_japanese(self, settings: Settings) -> None:
+        refused = run_cli(settings, "address", "add", "|/bin/sh@city.example.jp", "--section", "総務課", check=False)
+        assert refused.returncode == 1 and "収受用アドレスとして使えません" in refused.stderr
+
+    def test_the_admin_page_refuses_it_with_the_same_message(
+        self, services: Services, service: ServiceThread, browsers: Any
+    ) -> None:
+        add_user(services, "admin", [], role="system_admin")
+        browser = browsers(service.base_url)
+        assert browser.login("admin").status_code == 303
+        response = browser.post(
+            "/admin/addresses", {"address": ":include:/etc/x@city.example.jp", "section": "総務課", "label": ""}
+        )
+        assert response.status_code == 400 and "収受用アドレスとして使えません" in response.text
+        assert [a.address for a in services.addresses.list()] == ["soumu@city.example.jp"]
+
+    @pytest.mark.parametrize("generate", [mta_config.postfix, mta_config.sendmail])
+    def test_the_generators_refuse_an_unsafe_address_stored_before_the_rule(
+        self, services: Services, generate: Any
+    ) -> None:
+        with services.engine.begin() as conn:
+            conn.execute(insert(Address).values(address="|/bin/sh@city.example.jp", section="総務課", label=""))
+        with pytest.raises(AddressError):
+            generate(["|/bin/sh@city.example.jp"], "copy", "127.0.0.1", 2525, "mailintake.internal")
+
+
+class TestResponsesAboutMail:
+    def test_pages_and_downloads_are_never_cached_but_static_files_may_be(
+        self, services: Services, service: ServiceThread, browsers: Any
+    ) -> None:
+        add_user(services, "sato", ["総務課"])
+        message_id = stored_message(services, SOUMU, attachments=(("資料.pdf", PDF, "application/pdf"),))
+        browser = browsers(service.base_url)
+        assert browser.login("sato").status_code == 303
+        for path in ("/messages", f"/messages/{message_id}", f"/messages/{message_id}/original.eml",
+                     f"/messages/{message_id}/source", "/login"):  # fmt: skip
+            response = browser.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["cache-control"] == "no-store", path
+        assert "no-store" not in browser.get("/static/site.css").headers.get("cache-control", "")
+
+    def test_an_id_beyond_any_row_is_404_with_the_security_headers(
+        self, services: Services, service: ServiceThread, browsers: Any, token: str
+    ) -> None:
+        add_user(services, "sato", ["総務課"])
+        browser = browsers(service.base_url)
+        assert browser.login("sato").status_code == 303
+        for path in ("/messages/123456789012345678901234567890", "/messages/99999999999999999999/source"):
+            response = browser.get(path)
+            assert response.status_code == 404, path
+            assert "default-src 'none'" in response.headers["content-security-policy"]
+        api = browser.client.get(
+            "/api/v1/messages/123456789012345678901234567890", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert api.status_code == 404
+
+    def test_even_the_last_resort_error_page_carries_the_security_headers(self, services: Services) -> None:
+        app = create_app(services)
+
+        def broken(request: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        app.router.routes.append(Route("/broken", broken))
+
+        async def fetch() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.get("/broken")
+
+        response = asyncio.run(fetch())
+        assert response.status_code == 500
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
