@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from .errors import BadRequest, NotFound
-from .models import ROLES, Section, User, utcnow
+from .models import ROLES, Section, User, WebSession, utcnow
 
 ROLE_LABELS = {"clerk": "係員", "section_admin": "所属管理者", "system_admin": "システム管理者"}
 MIN_PASSWORD_LENGTH = 10
@@ -173,6 +173,9 @@ class AccountService:
                 user.enabled = enabled
             if password:
                 user.password_hash = hash_password(password)
+            if password or enabled is False:
+                # Whoever held the old password, or the account, is out at once.
+                session.execute(delete(WebSession).where(WebSession.user_id == user.id))
             session.flush()
             return _info(user)
 

@@ -31,10 +31,45 @@ for _table_tag in ("table", "td", "th", "tr"):
 _ATTRIBUTES["img"] = {"src", "alt", "width", "height", "border"}
 
 
+# CSS a mail may keep: how text and boxes look. Nothing that loads anything
+# (background-image, list-style-image, border-image, content, cursor…).
+STYLE_PROPERTIES = frozenset(
+    {
+        "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
+        "font-variant", "line-height", "letter-spacing", "word-spacing", "text-align", "text-decoration",
+        "text-indent", "text-transform", "vertical-align", "white-space", "word-break", "overflow-wrap",
+        "direction", "width", "height", "max-width", "min-width", "max-height", "min-height", "margin",
+        "margin-top", "margin-right", "margin-bottom", "margin-left", "padding", "padding-top",
+        "padding-right", "padding-bottom", "padding-left", "border", "border-top", "border-right",
+        "border-bottom", "border-left", "border-color", "border-style", "border-width", "border-radius",
+        "border-collapse", "border-spacing", "table-layout", "display", "float", "clear", "list-style-type",
+    }
+)  # fmt: skip
+# Anything that can fetch, or hide a fetch behind an escape or a comment.
+_STYLE_FORBIDDEN = ("url(", "image(", "image-set(", "cross-fade(", "element(", "@import", "expression(", "\\", "/*")
+
+
+def filter_style(value: str) -> str | None:
+    """The declarations of a ``style`` attribute that only change looks."""
+    kept = []
+    for declaration in value.split(";"):
+        name, sep, css = declaration.partition(":")
+        name = name.strip().lower()
+        if not sep or name not in STYLE_PROPERTIES:
+            continue
+        lowered = css.lower()
+        if any(marker in lowered for marker in _STYLE_FORBIDDEN):
+            continue
+        kept.append(f"{name}:{css.strip()}")
+    return ";".join(kept) or None
+
+
 @dataclass(frozen=True)
 class SafeHtml:
     body: str
     remote_images: int  # remote references in img src (not loaded unless allowed)
+    # The only same-origin URLs the body may load: its inline images' previews.
+    inline_paths: tuple[str, ...] = ()
 
 
 def sanitize(html: str, message_id: int, attachments: Sequence[Attachment]) -> SafeHtml:
@@ -44,9 +79,12 @@ def sanitize(html: str, message_id: int, attachments: Sequence[Attachment]) -> S
         if a.content_id and a.content_type.lower() in INLINE_IMAGE_TYPES
     }
     remote = 0
+    inline: list[str] = []
 
     def rewrite(tag: str, attribute: str, value: str) -> str | None:
         nonlocal remote
+        if attribute == "style":
+            return filter_style(value)
         if tag != "img" or attribute != "src":
             return value
         lowered = value.strip().lower()
@@ -54,7 +92,8 @@ def sanitize(html: str, message_id: int, attachments: Sequence[Attachment]) -> S
             attachment = by_cid.get(lowered[4:].strip("<> "))
             if attachment is None:
                 return None
-            return f"/messages/{message_id}/attachments/{attachment.id}/preview"
+            inline.append(f"/messages/{message_id}/attachments/{attachment.id}/preview")
+            return inline[-1]
         if lowered.startswith(("http:", "https:", "//")):
             remote += 1
             return value
@@ -69,7 +108,7 @@ def sanitize(html: str, message_id: int, attachments: Sequence[Attachment]) -> S
         strip_comments=True,
         link_rel="noopener noreferrer",
     )
-    return SafeHtml(body, remote)
+    return SafeHtml(body, remote, tuple(dict.fromkeys(inline)))
 
 
 def document(safe: SafeHtml) -> str:
@@ -82,8 +121,12 @@ def document(safe: SafeHtml) -> str:
     )
 
 
-def content_security_policy(allow_remote: bool) -> str:
-    images = "'self' data:" + (" https: http:" if allow_remote else "")
+def content_security_policy(allow_remote: bool, origin: str, safe: SafeHtml) -> str:
+    # Not 'self': that would let the body load any page of this application
+    # (downloads, the 収受簿 CSV) with the clerk's cookie. Only its own
+    # inline images, each by its full URL.
+    own = " ".join(origin + path for path in safe.inline_paths)
+    images = "data:" + (f" {own}" if own else "") + (" https: http:" if allow_remote else "")
     return (
         f"default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
         "font-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'self'; "

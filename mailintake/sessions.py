@@ -9,19 +9,24 @@ the web UI depends on how the user signed in.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from .accounts import AccountService, UserInfo
+from .errors import TooManyAttempts
 from .models import WebSession, utcnow
 
 SESSION_COOKIE = "mailintake_session"
@@ -90,39 +95,87 @@ class SessionManager:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed sign-ins per user name and per client address
-    within ``window`` seconds; further attempts are refused until the oldest
-    failure ages out. Kept in memory: one web process serves the UI."""
+    """At most ``limit`` sign-in attempts that did not succeed per user name,
+    and ``client_limit`` per client address, within ``window`` seconds.
 
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+    An attempt is counted when it is admitted, before its password is
+    checked, all under one lock: parallel requests cannot slip past the
+    limit while earlier checks are still running. A success takes its own
+    count back (and clears the user name's). Kept in memory: one web
+    process serves the UI. The client limit is higher than the user's so
+    that one mistyped password does not lock out an office behind one proxy.
+    """
+
+    def __init__(self, limit: int = 5, window: float = 300.0, client_limit: int = 30) -> None:
         self.limit = limit
+        self.client_limit = client_limit
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-        return failures
+        attempts = self._attempts.setdefault(key, deque())
+        while attempts and now - attempts[0] > self.window:
+            attempts.popleft()
+        return attempts
 
-    def retry_after(self, username: str, client: str) -> float:
-        """Seconds until another attempt is allowed; 0 when allowed now."""
+    def _keys(self, username: str, client: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        return (f"u:{username.lower()}", self.limit), (f"c:{client}", self.client_limit)
+
+    def admit(self, username: str, client: str) -> float:
+        """Count an attempt and return 0, or return the seconds to wait
+        (nothing counted) when a limit is reached."""
         now = time.monotonic()
         with self._lock:
+            keys = self._keys(username, client)
             waits = [
-                self.window - (now - failures[0])
-                for failures in (self._recent(f"u:{username.lower()}", now), self._recent(f"c:{client}", now))
-                if len(failures) >= self.limit
+                self.window - (now - attempts[0])
+                for attempts, limit in ((self._recent(key, now), limit) for key, limit in keys)
+                if len(attempts) >= limit
             ]
-        return max(waits, default=0.0)
-
-    def failed(self, username: str, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"u:{username.lower()}", f"c:{client}"):
+            if waits:
+                return max(waits)
+            for key, _ in keys:
                 self._recent(key, now).append(now)
+            return 0.0
 
-    def succeeded(self, username: str) -> None:
+    def withdraw(self, username: str, client: str) -> None:
+        """Un-count an admitted attempt whose password was never checked."""
         with self._lock:
-            self._failures.pop(f"u:{username.lower()}", None)
+            for key, _ in self._keys(username, client):
+                attempts = self._attempts.get(key)
+                if attempts:
+                    attempts.pop()
+
+    def succeeded(self, username: str, client: str) -> None:
+        with self._lock:
+            self._attempts.pop(f"u:{username.lower()}", None)
+            attempts = self._attempts.get(f"c:{client}")
+            if attempts:
+                attempts.pop()
+
+
+class PasswordChecks:
+    """At most ``slots`` password checks at once. Each Argon2id check takes
+    a core and 64 MiB for a few hundred milliseconds; without a cap, a burst
+    of sign-ins (for any user names, no account needed) takes the server's
+    memory. A request that cannot get a slot within ``wait`` seconds is
+    answered 429 with a retry time instead of queueing without bound."""
+
+    def __init__(self, slots: int | None = None, wait: float = 3.0) -> None:
+        self.slots = slots or max(1, os.cpu_count() or 1)
+        self.wait = wait
+        self._semaphore = asyncio.Semaphore(self.slots)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), self.wait)
+        except TimeoutError as exc:
+            raise TooManyAttempts(
+                "ただいまログインが混み合っています。数秒後にもう一度お試しください。", self.wait
+            ) from exc
+        try:
+            yield
+        finally:
+            self._semaphore.release()

@@ -32,7 +32,15 @@ from .inbox import PAGE_SIZES, STATUS_LABELS, InboxFilter
 from .models import ROLES
 from .registry import CSV_ENCODINGS, RegistrationRequest, book_csv
 from .services import Services
-from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, SESSION_COOKIE, ActiveSession, LoginThrottle, tokens_match
+from .sessions import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    ActiveSession,
+    LoginThrottle,
+    PasswordChecks,
+    tokens_match,
+)
 
 Handler = Callable[[Request], Response]
 
@@ -54,13 +62,26 @@ def _session(request: Request) -> ActiveSession:
     return session
 
 
-def page(services: Services, *, role: str | None = None) -> Callable[[Handler], Callable[[Request], Any]]:
-    """Wraps a sync handler: sign-in required, ``role`` or above, CSRF on POST."""
+# What a browser says it fetches (Sec-Fetch-Dest) when a page is opened or
+# script fetches it; anything else (an image, a style sheet, a font…) is a
+# resource embedded somewhere, e.g. a CSS url() in a hostile mail, which
+# must not download, audit or mark read in the clerk's name.
+NAVIGATION_DESTS = frozenset({"document", "empty"})
+
+
+def page(
+    services: Services, *, role: str | None = None, embeddable: bool = False
+) -> Callable[[Handler], Callable[[Request], Any]]:
+    """Wraps a sync handler: sign-in required, ``role`` or above, CSRF on
+    POST, and (unless ``embeddable``) only navigations or fetches."""
     minimum = ROLES.index(role) if role else 0
 
     def decorate(handler: Handler) -> Callable[[Request], Any]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
+            dest = request.headers.get("sec-fetch-dest")
+            if not embeddable and dest is not None and dest not in NAVIGATION_DESTS:
+                raise Forbidden("このページは埋め込んで開くことはできません。")
             token = request.cookies.get(SESSION_COOKIE)
             session = await run_in_threadpool(services.sessions.resolve, token)
             if session is None:
@@ -141,13 +162,14 @@ class WebUI:
         self.services = services
         self.templates = templates
         self.throttle = LoginThrottle()
+        self.password_checks = PasswordChecks()
         install_filters(templates)
 
     def routes(self) -> list[Route]:
         s = self.services
 
-        def get(path: str, handler: Handler, role: str | None = None) -> Route:
-            return Route(path, page(s, role=role)(handler), methods=["GET"])
+        def get(path: str, handler: Handler, role: str | None = None, embeddable: bool = False) -> Route:
+            return Route(path, page(s, role=role, embeddable=embeddable)(handler), methods=["GET"])
 
         def post(path: str, handler: Handler, role: str | None = None) -> Route:
             return Route(path, page(s, role=role)(handler), methods=["POST"])
@@ -158,11 +180,15 @@ class WebUI:
             post("/logout", self.logout),
             get("/messages", self.message_list),
             get("/messages/{message_id:id}", self.message_detail),
-            get("/messages/{message_id:id}/body.html", self.message_html),
+            get("/messages/{message_id:id}/body.html", self.message_html, embeddable=True),  # the body's iframe
             get("/messages/{message_id:id}/source", self.message_source),
             get("/messages/{message_id:id}/original.eml", self.message_original),
             get("/messages/{message_id:id}/attachments/{attachment_id:id}", self.attachment_download),
-            get("/messages/{message_id:id}/attachments/{attachment_id:id}/preview", self.attachment_preview),
+            get(
+                "/messages/{message_id:id}/attachments/{attachment_id:id}/preview",
+                self.attachment_preview,
+                embeddable=True,  # inline images of the body, the PDF frame
+            ),
             post("/messages/{message_id:id}/dismiss", self.dismiss),
             post("/messages/{message_id:id}/undismiss", self.undismiss),
             get("/register", self.register_form),
@@ -211,19 +237,23 @@ class WebUI:
         client = client_address(request)
         if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), _text(form, CSRF_FIELD)):
             raise Forbidden("フォームの有効期限が切れました。ページを開き直してからログインしてください。")
-        wait = self.throttle.retry_after(username, client)
+        wait = self.throttle.admit(username, client)
         if wait > 0:
             raise TooManyAttempts(
                 f"ログインの失敗が続いたため、しばらく受け付けません。{int(wait) + 1}秒後にお試しください。", wait
             )
-        user = await run_in_threadpool(self.services.accounts.authenticate, username, password)
+        try:
+            async with self.password_checks.slot():
+                user = await run_in_threadpool(self.services.accounts.authenticate, username, password)
+        except TooManyAttempts:
+            self.throttle.withdraw(username, client)
+            raise
         if user is None:
-            self.throttle.failed(username, client)
             await run_in_threadpool(
                 self.services.audit.record, None, "login_failed", username=username, client_address=client
             )
             return self.login_form(request, "ユーザーIDまたはパスワードが違います。", status_code=401)
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, client)
         token = await run_in_threadpool(self.services.sessions.start, user, method="password", client_address=client)
         await run_in_threadpool(self.services.audit.record, user, "login", client_address=client)
         response = RedirectResponse(_safe_next(_text(form, "next")), status_code=303)
@@ -301,7 +331,9 @@ class WebUI:
         return HTMLResponse(
             html_view.document(safe),
             headers={
-                "Content-Security-Policy": html_view.content_security_policy(allow_remote),
+                "Content-Security-Policy": html_view.content_security_policy(
+                    allow_remote, origin=f"{request.url.scheme}://{request.url.netloc}", safe=safe
+                ),
                 "X-Frame-Options": "SAMEORIGIN",
                 "Cache-Control": "no-store",
             },

@@ -247,3 +247,64 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
         client.mail("mta@city.example.jp")
         code, reply = client.rcpt(address)
     assert code == 550, reply
+
+
+def hostile_css_mail(message_id_guess: int) -> bytes:
+    """Everything a mail's HTML can try to make the clerk's browser fetch
+    from this application: CSS url() in every spelling, images, links."""
+    targets = [f"/messages/{message_id_guess}/original.eml", f"/messages/{message_id_guess}/source", "/book.csv",
+               f"/messages/{message_id_guess}", "/admin/audit.csv"]  # fmt: skip
+    styles = "".join(
+        f"<div style=\"background-image:url('{t}')\">a</div>"
+        f'<p style="background: url({t}) no-repeat">b</p>'
+        f"<p style=\"list-style-image:url('{t}'); border-image: url({t}) 30\">c</p>"
+        f"<p style=\"background-image: image-set('{t}' 1x)\">d</p>"
+        f'<img src="{t}"><img srcset="{t} 1x">'
+        for t in targets
+    )
+    msg = EmailMessage()
+    msg["From"] = "攻撃者 <evil@example.net>"
+    msg["To"] = "soumu@city.example.jp"
+    msg["Subject"] = "スタイルで読み込ませるメール"
+    msg.set_content("本文")
+    msg.add_alternative(
+        "<html><head><style>body{background:url('/book.csv')}</style>"
+        "<link rel=stylesheet href='/book.csv'></head><body>" + styles + "</body></html>",
+        subtype="html",
+    )
+    return msg.as_bytes(policy=SMTP)
+
+
+def test_a_hostile_html_mail_makes_the_browser_request_nothing_of_this_application(
+    ui: tuple[Services, ServiceThread], chromium: Any
+) -> None:
+    """GIVEN a mail whose HTML points CSS url(), images and links at the
+    downloads, the source, the 収受簿 CSV and the audit CSV WHEN a clerk opens
+    it in Chromium THEN the browser requests only the page, its static files
+    and the body document: no download, no audit entry, no read mark."""
+    services, service = ui
+    send(service.smtp_port, hostile_css_mail(1))
+    wait_for(lambda: services.messages.count() == 1, 15)
+    admin = services.accounts.add_user("auditor", password=None, role="system_admin")
+    page = chromium.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{service.base_url}/login")
+    page.fill("input[name=username]", "sato")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/messages")
+    audited_before = len(services.audit.entries(admin))
+    requests.clear()
+    page.goto(f"{service.base_url}/messages/1")
+    page.wait_for_load_state("networkidle")
+    frame = page.frame_locator("iframe")
+    frame.locator("body").wait_for()
+    page.wait_for_timeout(500)
+    same_origin = [u.removeprefix(service.base_url) for u in requests if u.startswith(service.base_url)]
+    unexpected = [u for u in same_origin if u not in ("/messages/1", "/messages/1/body.html")
+                  and not u.startswith("/static/")]  # fmt: skip
+    assert unexpected == [], same_origin
+    assert "/messages/1/body.html" in same_origin
+    assert len(services.audit.entries(admin)) == audited_before
+    page.close()

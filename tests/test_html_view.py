@@ -67,13 +67,37 @@ class TestSanitize:
         assert "noreferrer" in safe.body
 
 
+ORIGIN = "https://mailintake.city.example.jp"
+
+
+class TestStyles:
+    def test_styles_keep_their_looks_and_lose_everything_that_loads(self) -> None:
+        hostile = (
+            "<p style=\"color:red; background-image:url('/messages/2/original.eml'); font-weight:bold\">a</p>"
+            '<p style="background: url(/book.csv)">b</p>'
+            '<p style="color: red; border-image: url(x) 30">c</p>'
+            "<p style=\"font-family: 'a\\29 url'\">d</p>"
+            '<p style="width: expression(alert(1)); list-style-image: url(/x)">e</p>'
+            "<p style=\"content: image-set('/book.csv' 1x)\">f</p>"
+        )
+        body = html_view.sanitize(hostile, 5, []).body.lower()
+        for banned in ("url(", "image-set", "expression", "background:", "border-image", "list-style-image", "\\"):
+            assert banned not in body, banned
+        assert 'style="color:red;font-weight:bold"' in body
+        assert body.count("color:red") == 2
+
+
 class TestPolicy:
-    def test_the_document_policy_forbids_script_and_remote_images_by_default(self) -> None:
-        policy = html_view.content_security_policy(allow_remote=False)
+    def test_the_document_may_load_only_its_own_inline_images(self) -> None:
+        safe = html_view.sanitize(HOSTILE, 5, [logo()])
+        policy = html_view.content_security_policy(allow_remote=False, origin=ORIGIN, safe=safe)
         assert "script-src 'none'" in policy
-        assert "img-src 'self' data:;" in policy
+        assert f"img-src data: {ORIGIN}/messages/5/attachments/7/preview;" in policy
+        assert "'self'" not in policy.split("img-src", 1)[1].split(";", 1)[0]
         assert "sandbox" in policy and "allow-scripts" not in policy
 
     def test_remote_images_load_only_when_asked(self) -> None:
-        assert "https:" in html_view.content_security_policy(allow_remote=True)
-        assert "script-src 'none'" in html_view.content_security_policy(allow_remote=True)
+        safe = html_view.sanitize(HOSTILE, 5, [])
+        assert "https:" in html_view.content_security_policy(allow_remote=True, origin=ORIGIN, safe=safe)
+        policy = html_view.content_security_policy(allow_remote=False, origin=ORIGIN, safe=safe)
+        assert "https:" not in policy and "img-src data:;" in policy

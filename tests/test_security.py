@@ -4,6 +4,9 @@ user: each test fails if the hole it names opens again."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +19,12 @@ from mailintake.app import create_app
 from mailintake.config import Settings
 from mailintake.errors import AddressError
 from mailintake.models import Address
-from mailintake.services import Services
+from mailintake.services import Services, build_services
 
 from .conftest import ServiceThread
 from .factories import stored_message
 from .test_cli import run_cli
-from .web import add_user
+from .web import PASSWORD, add_user, csrf_token
 
 SOUMU = "soumu@city.example.jp"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -121,3 +124,73 @@ class TestResponsesAboutMail:
         response = asyncio.run(fetch())
         assert response.status_code == 500
         assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
+
+
+def vm_peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def parallel_sign_ins(base_url: str, attempts: list[tuple[str, str]]) -> list[int]:
+    """Every attempt at once, each through the real login form."""
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        form = client.get("/login")
+        token, cookie = csrf_token(form.text), form.cookies["mailintake_login_csrf"]
+    barrier = threading.Barrier(len(attempts))
+
+    def attempt(credentials: tuple[str, str]) -> int:
+        with httpx.Client(base_url=base_url, timeout=120, cookies={"mailintake_login_csrf": cookie}) as client:
+            barrier.wait()
+            data = {"username": credentials[0], "password": credentials[1], "csrf_token": token}
+            return client.post("/login", data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
+        return list(pool.map(attempt, attempts))
+
+
+class TestSignIn:
+    @pytest.mark.slow
+    def test_parallel_wrong_passwords_are_checked_at_most_the_limit_and_memory_stays_bounded(
+        self, make_settings: Any, service_process: Any
+    ) -> None:
+        """GIVEN a running service WHEN 149 wrong passwords and the right one
+        for one account arrive at once, and then 120 sign-ins for different
+        unknown users THEN at most 5 passwords are tested, the right one is
+        refused with the rest, and the server's peak memory grows by less
+        than 300 MiB."""
+        settings = make_settings()
+        services = build_services(settings)
+        add_user(services, "sato", ["総務課"])
+        proc = service_process(settings)
+        base_url = f"http://127.0.0.1:{settings.http_port}"
+        before = vm_peak_rss_mib(proc.proc.pid)
+
+        statuses = parallel_sign_ins(base_url, [("sato", f"wrong password {i}") for i in range(149)] + [
+            ("sato", PASSWORD)])  # fmt: skip
+        checked = [s for s in statuses if s in (401, 303)]
+        assert len(checked) <= 5, statuses
+        assert statuses[-1] != 303 or statuses.count(401) < 5  # the right one gets in only within the limit
+        assert set(statuses) <= {401, 429, 303}
+        failures = [e for e in services.audit.entries(services.accounts.add_user(
+            "auditor", password=None, role="system_admin")) if e.action == "login_failed"]  # fmt: skip
+        assert len(failures) <= 5
+
+        strangers = parallel_sign_ins(base_url, [(f"nobody{i}", "wrong password") for i in range(120)])
+        assert set(strangers) <= {401, 429}
+        grown = vm_peak_rss_mib(proc.proc.pid) - before
+        print(f"\npeak RSS grew by {grown:.0f} MiB over {before:.0f} MiB")
+        assert grown < 300
+        services.close()
+
+    def test_a_password_change_ends_every_session_of_that_user(
+        self, services: Services, service: ServiceThread, browsers: Any
+    ) -> None:
+        add_user(services, "sato", ["総務課"])
+        first, second = browsers(service.base_url), browsers(service.base_url)
+        assert first.login("sato").status_code == 303 and second.login("sato").status_code == 303
+        services.accounts.update_user("sato", password="a brand new passphrase")
+        assert first.get("/messages").status_code == 303
+        assert second.get("/messages").status_code == 303
+        assert first.login("sato", "a brand new passphrase").status_code == 303
