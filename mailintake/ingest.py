@@ -33,6 +33,7 @@ from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
 from .metrics import metrics_dir, write_json
 from .models import Address, Attachment, Message, utcnow
 from .probe import FORGED_NOTE
+from .probe import claim as claim_probe
 from .probe import verify as verify_probe
 from .schema import SchemaMismatch, ensure_current
 from .spool import Spool, SpoolCorrupt, SpooledMessage
@@ -88,6 +89,7 @@ class Ingester:
         self.blobs = BlobStore(settings.blob_dir)
         self.originals = OriginalStore(settings.originals_dir)
         self.stored_total = 0  # published to metrics/ingest.json
+        self.invalid_probes = 0  # likewise
         self._on_parse = on_parse or (lambda _id: None)
         self._parsed: dict[str, ParsedMessage] = {}
         self._schema_checked_at: float | None = None
@@ -212,7 +214,7 @@ class Ingester:
         try:
             write_json(
                 metrics_dir(self.settings.data_dir) / "ingest.json",
-                {"stored": self.stored_total, "latency_seconds": latency},
+                {"stored": self.stored_total, "latency_seconds": latency, "invalid_probes": self.invalid_probes},
             )
         except OSError:
             pass  # metrics must never hold up ingestion
@@ -270,7 +272,7 @@ class Ingester:
                     duplicates += 1
                     continue
                 existing.add(key)
-                rows.append(_message_values(spooled, parsed, key[0], rcpt, self._probe_id(parsed)))
+                rows.append(_message_values(spooled, parsed, key[0], rcpt, self._probe_id(session, parsed, rcpt)))
                 row_attachments.append(parsed)
                 stored += 1
         if rows:
@@ -286,13 +288,19 @@ class Ingester:
                 session.execute(insert(Attachment), attachment_rows)
         return stored, duplicates
 
-    def _probe_id(self, parsed: ParsedMessage) -> str | None:
+    def _probe_id(self, session: Session, parsed: ParsedMessage, rcpt: str) -> str | None:
+        """The probe this arrival uses up, or None: then the mail is listed,
+        with a note when it carries a probe header at all."""
         if not parsed.probe_header:
             return None
         probe_id = verify_probe(self.settings.data_dir, parsed.probe_header)
-        if probe_id is None and FORGED_NOTE not in parsed.problems:
+        if probe_id is not None and claim_probe(session, probe_id, rcpt, parsed.message_id):
+            return probe_id
+        if FORGED_NOTE not in parsed.problems:
             parsed.problems.append(FORGED_NOTE)
-        return probe_id
+        self.invalid_probes += 1
+        log.warning("a mail for %s carries a probe header that is not honoured", rcpt)
+        return None
 
     def _designated(self, rcpt: str) -> str:
         return designated_form(rcpt, self.settings.copy_route_suffix)

@@ -107,6 +107,13 @@ class IntakeCollector(Collector):
         stored = CounterMetricFamily("mailintake_ingested", "Messages stored by the ingester.")
         stored.add_metric([], ingest.get("stored", 0))
         yield stored
+        invalid = CounterMetricFamily(
+            "mailintake_invalid_probes",
+            "Mails carrying a probe header that was not honoured (forged, replayed, late or misaddressed); "
+            "they are listed with a note.",
+        )
+        invalid.add_metric([], ingest.get("invalid_probes", 0))
+        yield invalid
         latency = GaugeMetricFamily(
             "mailintake_ingest_latency_seconds", "Time from 250 to stored, for the newest message of the last batch."
         )

@@ -308,3 +308,19 @@ class AuditEvent(Base):
     section_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     client_address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Probe(Base):
+    """A probe this service sent (see probe.py). Its header is honoured once,
+    for this address and this Message-ID, before ``expires_at``; a copy of
+    the header on any other mail keeps that mail in the lists, flagged."""
+
+    __tablename__ = "probes"
+
+    probe_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    message_id_header: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Set when the probe arrived and was honoured: it is used up.
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

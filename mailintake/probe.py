@@ -2,13 +2,19 @@
 address, to show that the forwarding path works and how fast it is.
 
 A probe carries ``X-Mailintake-Probe: <id>.<HMAC>``, signed with a key kept
-in the data folder. Only a valid signature keeps a message out of the
-clerks' lists; a forged header is noted as a problem and the mail is listed
-like any other, so nobody can hide a mail by adding the header.
+in the data folder, and the service records each probe it sends (address,
+Message-ID, expiry). A mail is kept out of the clerks' lists only when its
+header is genuine, names a recorded probe not used yet, and arrives for that
+probe's address with that probe's Message-ID before it expires; the probe is
+then used up. Anything else — a forged signature, a copy of a genuine header
+on another mail (replayed), another address, a late arrival — is listed like
+any other mail with a 「不正なプローブ」 note, so nobody can hide a mail by
+adding the header.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -22,15 +28,20 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .errors import MailintakeError
-from .models import Message
+from .models import Message, Probe, utcnow
 from .services import Services
 
 HEADER = "X-Mailintake-Probe"
-FORGED_NOTE = f"{HEADER} ヘッダーの署名が正しくありません（疎通確認を装ったメールの可能性があります）。"
+FORGED_NOTE = (
+    "不正なプローブ: 疎通確認（プローブ）を装う見出しが付いていますが、この受信者・このメールあての"
+    "有効なプローブではありません。通常のメールとして確認してください。"
+)
+# A probe's arrival counts within this time (an MTA may queue it a while).
+PROBE_LIFETIME = dt.timedelta(days=1)
 
 
 class ProbeFailed(MailintakeError):
@@ -66,6 +77,25 @@ def verify(data_dir: Path, value: str) -> str | None:
     return probe_id if hmac.compare_digest(expected, signature) else None
 
 
+def claim(session: Session, probe_id: str, address: str, message_id_header: str) -> bool:
+    """Use up the recorded probe ``probe_id`` if this arrival is the one it
+    was sent as; in the caller's transaction, so a rolled-back batch leaves
+    it unused. True at most once per probe."""
+    now = utcnow()
+    used = session.execute(
+        update(Probe)
+        .where(
+            Probe.probe_id == probe_id,
+            Probe.used_at.is_(None),
+            Probe.address == address,
+            Probe.message_id_header == message_id_header.strip(),
+            Probe.expires_at > now,
+        )
+        .values(used_at=now)
+    )
+    return used.rowcount == 1  # type: ignore[attr-defined]
+
+
 @dataclass
 class ProbeResult:
     probe_id: str
@@ -83,6 +113,15 @@ def send_probe(services: Services, address: str, host: str, port: int, sender: s
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain=socket.getfqdn() or "localhost")
     msg[HEADER] = header
+    with Session(services.engine) as session, session.begin():
+        session.add(
+            Probe(
+                probe_id=probe_id,
+                address=address,
+                message_id_header=msg["Message-ID"],
+                expires_at=utcnow() + PROBE_LIFETIME,
+            )
+        )
     msg.set_content("mailintake の転送経路の疎通確認です。受信一覧には表示されません。\n")
     try:
         with smtplib.SMTP(host, port, timeout=30) as client:

@@ -90,4 +90,4 @@ def test_a_forged_probe_header_does_not_hide_a_mail(service, api: httpx.Client) 
     item = wait_for(lambda: api.get("/api/v1/messages").json()["items"], timeout=5)[0]
     assert item["subject"] == "隠されてはいけないメール"
     detail = api.get(f"/api/v1/messages/{item['id']}").json()
-    assert any("署名が正しくありません" in p for p in detail["problems"])
+    assert any("不正なプローブ" in p for p in detail["problems"])
