@@ -22,6 +22,7 @@ happened, so nothing is delivered twice or lost.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fnmatch
 import hashlib
 import json
@@ -40,7 +41,7 @@ from typing import Any
 
 from .config import Config, Route
 from .convert import convert_file
-from .errors import ConversionError
+from .errors import ConversionError, NotAFile
 from .journal import Journal, Transfer
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_claimed(path: Path) -> int:
+    """Open a file the engine has claimed, never through a link and never
+    waiting (a FIFO would block the scan for good); the descriptor is of a
+    regular file with one name, or :class:`NotAFile` says what it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFile("シンボリックリンクは受け付けません") from exc
+        raise
+    st = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = "通常のファイルではないもの（FIFO・デバイスなど）は受け付けません"
+    elif st.st_nlink != 1:
+        # Another name would let someone change (or have chosen) the bytes
+        # after the claim, or point at a file the sender cannot read.
+        problem = "ほかの名前（ハードリンク）を持つファイルは受け付けません"
+    if problem is not None:
+        os.close(fd)
+        raise NotAFile(problem)
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _sha256(path: Path) -> tuple[int, str]:
-    with open(path, "rb") as fh:
+    with os.fdopen(_open_claimed(path), "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256")
         return os.fstat(fh.fileno()).st_size, digest.hexdigest()
 
 
 def _copy(source: Path, target: Path) -> None:
     """Copy into a new file (never an existing one) and fsync it; constant memory."""
-    with open(source, "rb") as src:
+    with os.fdopen(_open_claimed(source), "rb") as src:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             size = os.fstat(src.fileno()).st_size
@@ -290,7 +316,15 @@ class Engine:
             if route.completeness == "done-file":
                 Path(str(source) + route.done_suffix).unlink(missing_ok=True)
         if transfer.id not in self._hashes:  # a retry does not read a large file again
-            self._hashes[transfer.id] = _sha256(work)
+            # What was renamed is whatever the outbox entry was by then: the
+            # sender may have swapped the checked file for a link or a FIFO.
+            # The work folder is the engine's own, so once it is checked
+            # here, nobody can swap it again.
+            try:
+                self._hashes[transfer.id] = _sha256(work)
+            except NotAFile as exc:
+                self._to_error(transfer, route, str(exc))
+                return False
         transfer.size, transfer.sha256 = self._hashes[transfer.id]
         return True
 

@@ -17,3 +17,8 @@ class PermissionSetupError(FilelinkError):
 
 class ConversionError(FilelinkError):
     """A text file does not decode in the route's source character code."""
+
+
+class NotAFile(FilelinkError):
+    """A claimed outbox entry is not a regular file with one name (a link,
+    a FIFO, a device, a hard link): refused, never read."""
