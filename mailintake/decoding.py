@@ -36,6 +36,19 @@ MAX_DEPTH = 40
 MAX_PARTS = 2000
 MAX_ADDRESS_HEADER = 64 * 1024
 MAX_PROBLEMS = 30
+# Header text kept for display and search (the original keeps all of it);
+# longer values are cut, with a note. Read at most this much of one header.
+MAX_DISPLAY_CHARS = 4096
+MAX_HEADER_INPUT = 64 * 1024
+# Lines that may open a MIME part, counted in the raw bytes before parsing:
+# the parser builds an object per part whatever MAX_PARTS says, so 5 M empty
+# parts would take minutes and gigabytes. Over this, only the headers are
+# decoded and the clerk reads the original.
+MAX_BOUNDARY_LINES = 4 * MAX_PARTS
+TOO_MANY_PARTS_NOTE = (
+    "区切り行が {count} 行あり、MIME パートが多すぎるため本文と添付ファイルは解析していません。"
+    "原文（.eml）で確認してください。"
+)
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
 _STREAM_THRESHOLD = 1 << 20
@@ -82,22 +95,45 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessa
     Attachment bytes go to the blob store; nothing is fsynced here: the
     ingester flushes once per batch.
     """
+    boundaries = _boundary_lines(path, size)
+    if boundaries > MAX_BOUNDARY_LINES:
+        with open(path, "rb") as fh:
+            out = _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, note=None)
+        out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
+        return out
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         with open(path, "rb") as fh:
             for chunk in read_exactly(fh, size, _FEED_CHUNK):
                 parser.feed(chunk)
-        return decode_message(parser.close(), BlobStore(blob_root))
+        return decode_message(parser.close(), BlobStore(blob_root), raw_size=size)
     except RecursionError:
         with open(path, "rb") as fh:
             return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root)
 
 
+def _boundary_lines(path: Path, size: int) -> int:
+    """Lines starting with ``--`` in the first ``size`` bytes: a cheap upper
+    bound on the MIME parts, taken before the parser allocates any."""
+    count = 0
+    tail = b"\n"  # the file's start counts as a line start
+    with open(path, "rb") as fh:
+        for chunk in read_exactly(fh, size, 1 << 20):
+            count += (tail + chunk).count(b"\n--")
+            tail = chunk[-2:]
+    return count
+
+
 def parse_bytes(raw: bytes, blob_root: Path) -> ParsedMessage:
+    boundaries = (b"\n" + raw).count(b"\n--")
+    if boundaries > MAX_BOUNDARY_LINES:
+        out = _headers_only(raw[:_HEADER_SCAN], blob_root, note=None)
+        out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
+        return out
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         parser.feed(raw)
-        return decode_message(parser.close(), BlobStore(blob_root))
+        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw))
     except RecursionError:
         return _headers_only(raw[:_HEADER_SCAN], blob_root)
 
@@ -106,29 +142,34 @@ _HEADER_SCAN = 1 << 20
 NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
 
 
-def _headers_only(head: bytes, blob_root: Path) -> ParsedMessage:
-    """The standard parser recurses once per nesting level, so a nesting
-    bomb exhausts the stack: keep at least the headers."""
+def _headers_only(head: bytes, blob_root: Path, note: str | None = NESTING_NOTE) -> ParsedMessage:
+    """The headers alone, when the body cannot be parsed within bounds (the
+    standard parser recurses once per nesting level, so a nesting bomb
+    exhausts the stack)."""
     parser = BytesFeedParser(policy=policy.compat32)
     parser.feed(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-    out = decode_message(parser.close(), BlobStore(blob_root))
-    out.problem(NESTING_NOTE)
+    out = decode_message(parser.close(), BlobStore(blob_root), body=False)
+    if note is not None:
+        out.problem(note)
     return out
 
 
-def decode_message(msg: EmailMessage, blobs: BlobStore) -> ParsedMessage:
+def decode_message(msg: EmailMessage, blobs: BlobStore, raw_size: int = 0, body: bool = True) -> ParsedMessage:
     out = ParsedMessage()
-    out.message_id = _header(msg, "Message-ID", out).strip()
-    out.subject = _single_line(_header(msg, "Subject", out))
+    out.message_id = _header(msg, "Message-ID", out).strip()[:998]
+    out.subject = _displayed(_single_line(_header(msg, "Subject", out)), "件名", out)
     senders = _addresses(msg, "From", out)
     if senders:
-        out.from_name, out.from_address = senders[0]["name"], senders[0]["address"]
+        out.from_name = _displayed(senders[0]["name"], "差出人の名前", out)
+        out.from_address = _displayed(senders[0]["address"], "差出人のアドレス", out)
     out.to = _addresses(msg, "To", out)
     out.cc = _addresses(msg, "Cc", out)
     out.date = _date(msg, out)
     probe = raw_headers(msg, "X-Mailintake-Probe")
     out.probe_header = "".join(decode_header_value(probe[0]).split())[:200] if probe else ""
-    _Walker(blobs, out).walk(msg)
+    if not body:
+        return out
+    _Walker(blobs, out, raw_size).walk(msg)
     if not out.text_body and out.html_body:
         out.text_body = html_to_text(out.html_body)
     _describe_defects(msg, out)
@@ -203,11 +244,27 @@ def _single_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _displayed(text: str, what: str, out: ParsedMessage) -> str:
+    """Cut what is shown and indexed; the original keeps the whole header."""
+    if len(text) <= MAX_DISPLAY_CHARS:
+        return text
+    out.problem(f"{what}が長すぎるため（{len(text)} 文字）、先頭の {MAX_DISPLAY_CHARS} 文字だけを表示しています。")
+    return text[:MAX_DISPLAY_CHARS] + "…"
+
+
 def _header(msg: EmailMessage, name: str, out: ParsedMessage) -> str:
     values = raw_headers(msg, name)
     if not values:
         return ""
-    return decode_header_value(values[0], out.problems)
+    value = values[0]
+    if len(value) > MAX_HEADER_INPUT:
+        # Decoding is linear, but a 35 MB header is still not worth it: the
+        # displayed part comes from the start anyway.
+        # At a fold, so that no character (raw 8-bit or encoded word) is cut.
+        cut = value.rfind("\n", 0, MAX_HEADER_INPUT)
+        value = value[: cut if cut > 0 else MAX_HEADER_INPUT]
+        out.problem(f"{name} ヘッダーが長すぎるため、先頭だけを解析しました。")
+    return decode_header_value(value, out.problems)
 
 
 def _addresses(msg: EmailMessage, name: str, out: ParsedMessage) -> list[dict[str, str]]:
@@ -270,10 +327,16 @@ def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:
 
 
 class _Walker:
-    def __init__(self, blobs: BlobStore, out: ParsedMessage) -> None:
+    def __init__(self, blobs: BlobStore, out: ParsedMessage, raw_size: int = 0) -> None:
         self.blobs = blobs
         self.out = out
         self.parts = 0
+        # Forwarded messages are kept as files of their own, but a message
+        # nested inside one is already in its file: without a budget, 40
+        # levels of forwarding store the same bytes 40 times. In all they
+        # may take as much as the mail itself.
+        self.forwarded_budget = raw_size if raw_size > 0 else 1 << 62
+        self.forwarded_positions: set[int] = set()
 
     def walk(self, msg: EmailMessage) -> None:
         # Iterative, depth-first, in document order: nesting bombs cannot
@@ -367,13 +430,25 @@ class _Walker:
         if not isinstance(inner, EmailMessage):
             self._attachment(part, "message/rfc822", attachment_filename(part, self.out), "attachment", parent)
             return []
+        if parent in self.forwarded_positions:
+            # Already inside a kept forwarded message's file: not serialised
+            # and stored again (that is what made deep chains slow and big).
+            self.out.problem("転送メールの中の転送メールは、外側の転送メール（.eml）を開いて確認してください。")
+            return [(inner, depth + 1, parent, False)]
         try:
             raw = inner.as_bytes(policy=policy.compat32)
         except (ValueError, LookupError, UnicodeError):
             raw = str(inner).encode("utf-8", "surrogateescape")
-        subject = _single_line(_header(inner, "Subject", self.out))
+        subject = _single_line(_header(inner, "Subject", self.out))[:200]
         name = attachment_filename(part, self.out) or f"{subject or '転送メール'}.eml"
+        if len(raw) > self.forwarded_budget:
+            self.out.problem(
+                "入れ子になった転送メールが大きすぎるため、内側の転送メールは外側の転送メール（.eml）の中で確認してください。"
+            )
+            return [(inner, depth + 1, parent, False)]
+        self.forwarded_budget -= len(raw)
         position = self._add(name, "message/rfc822", len(raw), self.blobs.put_bytes(raw), parent, part)
+        self.forwarded_positions.add(position)
         return [(inner, depth + 1, position, False)]
 
     def _smime(self, part: EmailMessage) -> None:
