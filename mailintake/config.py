@@ -82,6 +82,17 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the PostgreSQL password (first line), e.g. a systemd credential or a root-owned 0640 file; "
         "keeps the password out of the config file and the environment.",
     ),
+    Setting(
+        "max_mime_part_lines",
+        8000,
+        "Lines that may open a MIME part, counted before parsing; over this only the headers are decoded and "
+        "the clerk reads the original (a mail of millions of empty parts cannot stall intake).",
+    ),
+    Setting(
+        "max_header_display_chars",
+        4096,
+        "Characters of Subject and sender kept for display and search; the original keeps the whole header.",
+    ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("access_log", False, "Log one line per HTTP request (method, path, status, client)."),
     Setting(
@@ -150,6 +161,8 @@ class Settings:
     smtp_tls_cert: Path | None
     smtp_tls_key: Path | None
     database_password_file: Path | None
+    max_mime_part_lines: int
+    max_header_display_chars: int
     log_level: str
     access_log: bool
     trusted_proxies: tuple[str, ...]
@@ -251,6 +264,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         smtp_tls_cert=_path(raw["smtp_tls_cert"]),
         smtp_tls_key=_path(raw["smtp_tls_key"]),
         database_password_file=_path(raw["database_password_file"]),
+        max_mime_part_lines=_int(raw, "max_mime_part_lines", minimum=100),
+        max_header_display_chars=_int(raw, "max_header_display_chars", minimum=200),
         log_level=str(raw["log_level"]).upper(),
         access_log=_bool(raw, "access_log"),
         trusted_proxies=tuple(str(n) for n in _networks(raw["trusted_proxies"], "trusted_proxies")),

@@ -45,6 +45,17 @@ MAX_HEADER_INPUT = 64 * 1024
 # parts would take minutes and gigabytes. Over this, only the headers are
 # decoded and the clerk reads the original.
 MAX_BOUNDARY_LINES = 4 * MAX_PARTS
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds the settings may change (``max_mime_part_lines``,
+    ``max_header_display_chars``); the defaults are safe."""
+
+    boundary_lines: int = MAX_BOUNDARY_LINES
+    display_chars: int = MAX_DISPLAY_CHARS
+
+
 TOO_MANY_PARTS_NOTE = (
     "区切り行が {count} 行あり、MIME パートが多すぎるため本文と添付ファイルは解析していません。"
     "原文（.eml）で確認してください。"
@@ -89,16 +100,16 @@ class ParsedMessage:
             self.problems.append(note)
 
 
-def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessage:
+def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits = Limits()) -> ParsedMessage:
     """Parse the message held in the first ``size`` bytes of ``path``.
 
     Attachment bytes go to the blob store; nothing is fsynced here: the
     ingester flushes once per batch.
     """
     boundaries = _boundary_lines(path, size)
-    if boundaries > MAX_BOUNDARY_LINES:
+    if boundaries > limits.boundary_lines:
         with open(path, "rb") as fh:
-            out = _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, note=None)
+            out = _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, note=None, limits=limits)
         out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
         return out
     parser = BytesFeedParser(policy=policy.compat32)
@@ -106,10 +117,10 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path) -> ParsedMessa
         with open(path, "rb") as fh:
             for chunk in read_exactly(fh, size, _FEED_CHUNK):
                 parser.feed(chunk)
-        return decode_message(parser.close(), BlobStore(blob_root), raw_size=size)
+        return decode_message(parser.close(), BlobStore(blob_root), raw_size=size, limits=limits)
     except RecursionError:
         with open(path, "rb") as fh:
-            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root)
+            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, limits=limits)
 
 
 def _boundary_lines(path: Path, size: int) -> int:
@@ -124,44 +135,48 @@ def _boundary_lines(path: Path, size: int) -> int:
     return count
 
 
-def parse_bytes(raw: bytes, blob_root: Path) -> ParsedMessage:
+def parse_bytes(raw: bytes, blob_root: Path, limits: Limits = Limits()) -> ParsedMessage:
     boundaries = (b"\n" + raw).count(b"\n--")
-    if boundaries > MAX_BOUNDARY_LINES:
-        out = _headers_only(raw[:_HEADER_SCAN], blob_root, note=None)
+    if boundaries > limits.boundary_lines:
+        out = _headers_only(raw[:_HEADER_SCAN], blob_root, note=None, limits=limits)
         out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
         return out
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         parser.feed(raw)
-        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw))
+        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw), limits=limits)
     except RecursionError:
-        return _headers_only(raw[:_HEADER_SCAN], blob_root)
+        return _headers_only(raw[:_HEADER_SCAN], blob_root, limits=limits)
 
 
 _HEADER_SCAN = 1 << 20
 NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
 
 
-def _headers_only(head: bytes, blob_root: Path, note: str | None = NESTING_NOTE) -> ParsedMessage:
+def _headers_only(
+    head: bytes, blob_root: Path, note: str | None = NESTING_NOTE, limits: Limits = Limits()
+) -> ParsedMessage:
     """The headers alone, when the body cannot be parsed within bounds (the
     standard parser recurses once per nesting level, so a nesting bomb
     exhausts the stack)."""
     parser = BytesFeedParser(policy=policy.compat32)
     parser.feed(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-    out = decode_message(parser.close(), BlobStore(blob_root), body=False)
+    out = decode_message(parser.close(), BlobStore(blob_root), body=False, limits=limits)
     if note is not None:
         out.problem(note)
     return out
 
 
-def decode_message(msg: EmailMessage, blobs: BlobStore, raw_size: int = 0, body: bool = True) -> ParsedMessage:
+def decode_message(
+    msg: EmailMessage, blobs: BlobStore, raw_size: int = 0, body: bool = True, limits: Limits = Limits()
+) -> ParsedMessage:
     out = ParsedMessage()
     out.message_id = _header(msg, "Message-ID", out).strip()[:998]
-    out.subject = _displayed(_single_line(_header(msg, "Subject", out)), "件名", out)
+    out.subject = _displayed(_single_line(_header(msg, "Subject", out)), "件名", out, limits)
     senders = _addresses(msg, "From", out)
     if senders:
-        out.from_name = _displayed(senders[0]["name"], "差出人の名前", out)
-        out.from_address = _displayed(senders[0]["address"], "差出人のアドレス", out)
+        out.from_name = _displayed(senders[0]["name"], "差出人の名前", out, limits)
+        out.from_address = _displayed(senders[0]["address"], "差出人のアドレス", out, limits)
     out.to = _addresses(msg, "To", out)
     out.cc = _addresses(msg, "Cc", out)
     out.date = _date(msg, out)
@@ -244,12 +259,13 @@ def _single_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _displayed(text: str, what: str, out: ParsedMessage) -> str:
+def _displayed(text: str, what: str, out: ParsedMessage, limits: Limits) -> str:
     """Cut what is shown and indexed; the original keeps the whole header."""
-    if len(text) <= MAX_DISPLAY_CHARS:
+    limit = limits.display_chars
+    if len(text) <= limit:
         return text
-    out.problem(f"{what}が長すぎるため（{len(text)} 文字）、先頭の {MAX_DISPLAY_CHARS} 文字だけを表示しています。")
-    return text[:MAX_DISPLAY_CHARS] + "…"
+    out.problem(f"{what}が長すぎるため（{len(text)} 文字）、先頭の {limit} 文字だけを表示しています。")
+    return text[:limit] + "…"
 
 
 def _header(msg: EmailMessage, name: str, out: ParsedMessage) -> str:

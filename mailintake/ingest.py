@@ -29,7 +29,7 @@ from . import retention, search
 from .addresses import designated_form
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
-from .decoding import ParsedAttachment, ParsedMessage, parse_spooled_message
+from .decoding import Limits, ParsedAttachment, ParsedMessage, parse_spooled_message
 from .metrics import metrics_dir, write_json
 from .models import Address, Attachment, Message, utcnow
 from .probe import FORGED_NOTE
@@ -94,6 +94,7 @@ class Ingester:
         self._parsed: dict[str, ParsedMessage] = {}
         self._schema_checked_at: float | None = None
         self._purged_at: float | None = None
+        self._limits = Limits(settings.max_mime_part_lines, settings.max_header_display_chars)
         self._last_busy = 0.0
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
@@ -242,7 +243,7 @@ class Ingester:
             return ParsedMessage(problems=[POISON_NOTE])
         self._on_parse(spooled.spool_id)
         try:
-            return parse_spooled_message(spooled.path, spooled.size, self.blobs.root)
+            return parse_spooled_message(spooled.path, spooled.size, self.blobs.root, self._limits)
         except Exception as exc:  # the parser's own failure on odd input, MemoryError included
             log.exception("parser failed on %s", spooled.spool_id)
             return ParsedMessage(problems=[f"解析できませんでした: {type(exc).__name__}: {exc}"])

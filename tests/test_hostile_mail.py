@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from mailintake.decoding import MAX_DISPLAY_CHARS, parse_bytes
+from mailintake.decoding import MAX_DISPLAY_CHARS, Limits, parse_bytes
 
 from .conftest import ServiceThread, wait_for
 from .hostile_mails import huge_subject, many_empty_parts, nested_forwards
@@ -63,3 +63,10 @@ def test_hostile_mail_is_stored_and_ordinary_mail_keeps_flowing(service: Service
     assert "普通のメール" in [item["subject"] for item in items]
     listing = api.get("/api/v1/messages")
     assert len(listing.content) < 200_000  # a list page never carries a megabyte subject
+
+
+def test_the_limits_follow_the_settings(tmp_path: Path) -> None:
+    tight = Limits(boundary_lines=400, display_chars=300)
+    assert len(parse_bytes(huge_subject(10_000), tmp_path, tight).subject) == 301
+    assert any("パートが多すぎる" in p for p in parse_bytes(many_empty_parts(500), tmp_path, tight).problems)
+    assert not any("パートが多すぎる" in p for p in parse_bytes(many_empty_parts(500), tmp_path).problems)
