@@ -5,6 +5,7 @@ service into a fresh virtual environment with no index at all."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -52,7 +53,14 @@ def test_a_wheelhouse_installs_the_service_with_no_index(tmp_path: Path) -> None
     and --require-hashes into a fresh venv THEN the commands run."""
     wheelhouse = tmp_path / "wheelhouse"
     run(sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "-r", str(LOCK), "-d", str(wheelhouse))
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheelhouse), str(ROOT))
+    # Built from a copy: setuptools leaves a build/ folder where it builds.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("mailintake", "web", "filelink"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheelhouse), str(source))
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", str(venv))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--isolated", "install", "--quiet", "--no-index"]
