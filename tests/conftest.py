@@ -394,3 +394,14 @@ def browsers() -> Iterator[Callable[[str], Any]]:
 def acl_tools() -> None:
     """setfacl/getfacl, which `filelink init` needs (Debian's acl package)."""
     require(apt_install("acl", "/usr/bin/setfacl"), "Debian's acl package is not installable here")
+
+
+@pytest.fixture(scope="module")
+def filelink_accounts(acl_tools: None) -> Iterator[None]:
+    """Real OS users and groups for the linkage engine's systems (tests/linkage.py)."""
+    from .linkage import create_accounts, remove_accounts
+
+    require(os.geteuid() == 0, "creating OS users needs root")
+    create_accounts()
+    yield
+    remove_accounts()

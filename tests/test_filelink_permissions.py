@@ -15,15 +15,12 @@ from filelink import permissions
 from filelink.config import Config
 from filelink.engine import Engine
 
-from .conftest import require
 from .linkage import (
     ENGINE_USER,
     config_data,
-    create_accounts,
     group_name,
     in_process_as,
     python_as,
-    remove_accounts,
     shared_base,
     tree_config,
     user_name,
@@ -37,16 +34,8 @@ DELETE = "import os, sys; os.unlink(sys.argv[1])"
 LIST = "import os, sys; os.listdir(sys.argv[1])"
 
 
-@pytest.fixture(scope="module")
-def accounts(acl_tools: None) -> Iterator[None]:
-    require(os.geteuid() == 0, "creating OS users needs root")
-    create_accounts()
-    yield
-    remove_accounts()
-
-
 @pytest.fixture
-def tree(accounts: None) -> Iterator[Config]:
+def tree(filelink_accounts: None) -> Iterator[Config]:
     with shared_base() as base:
         config = tree_config(base, account=ENGINE_USER, group_of=group_name)
         permissions.apply(config)

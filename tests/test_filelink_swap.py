@@ -17,14 +17,11 @@ from filelink import permissions
 from filelink.config import Config
 from filelink.engine import Engine
 
-from .conftest import require
 from .linkage import (
     ENGINE_USER,
-    create_accounts,
     group_name,
     in_process_as,
     python_as,
-    remove_accounts,
     shared_base,
     tree_config,
     user_name,
@@ -129,16 +126,10 @@ os.rename(os.path.join(outbox, ".final.tmp"), os.path.join(outbox, "final.csv"))
 """
 
 
-@pytest.fixture
-def accounts(acl_tools: None) -> Iterator[None]:
-    require(os.geteuid() == 0, "creating OS users needs root")
-    create_accounts()
-    yield
-    remove_accounts()
-
-
 @pytest.mark.slow
-def test_a_live_engine_under_a_swapping_sender_delivers_nothing_foreign_and_keeps_going(accounts: None) -> None:
+def test_a_live_engine_under_a_swapping_sender_delivers_nothing_foreign_and_keeps_going(
+    filelink_accounts: None,
+) -> None:
     """GIVEN the engine running as its own account and 人事's account
     writing files and swapping each for a link to the engine's secret or a
     FIFO, 300 times WHEN the sender then writes an ordinary file THEN no
