@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from sqlalchemy import Engine, inspect, select, text
 from mailintake import schema, search
 from mailintake.config import Settings
 from mailintake.db import make_engine
+from mailintake.ingest import SCHEMA_CHECK_SECONDS
 from mailintake.models import Base, Message, ReceiptCounter
 from mailintake.registry import RegistrationRequest
 from mailintake.services import build_services
 
-from .conftest import IN_CI
+from .conftest import IN_CI, wait_for
+from .mails import make_message, send
 
 ROOT = Path(__file__).resolve().parents[1]
 # The last release whose database had no alembic_version (created by create_all).
@@ -258,3 +261,24 @@ class TestStartRefusal:
         assert added.returncode == 0, added.stderr
         current = mailintake_cli(settings, "db", "current")
         assert current.stdout.split()[0] == schema.head_revision()
+
+
+class TestUpgradeUnderARunningRelay:
+    def test_mail_is_accepted_into_the_spool_and_stored_once_the_program_matches_again(
+        self, services: Any, service: Any, api: Any
+    ) -> None:
+        """GIVEN a running service WHEN the database is moved to a revision
+        this program does not know (a newer release's `db upgrade`) THEN the
+        relay still answers 250, the mail waits in the spool, and it is
+        stored as soon as the revisions match again."""
+        with services.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        time.sleep(SCHEMA_CHECK_SECONDS + 1)  # the ingester notices at its next check
+        send(service.smtp_port, make_message(subject="移行中に届いたメール"))
+        time.sleep(2)
+        assert services.spool.backlog() == 1
+        assert api.get("/api/v1/messages").json()["items"] == []
+        with services.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": schema.head_revision()})
+        items = wait_for(lambda: api.get("/api/v1/messages").json()["items"], 30)
+        assert [i["subject"] for i in items] == ["移行中に届いたメール"]
