@@ -65,7 +65,9 @@ class TestAddressCommands:
     def test_errors_are_clear_messages_with_a_nonzero_exit(self, settings: Settings) -> None:
         result = run_cli(settings, "address", "add", "not-an-address", "--section", "総務課", check=False)
         assert result.returncode == 1
-        assert result.stderr.strip() == "error: not a mail address: 'not-an-address'"
+        assert result.stderr.strip() == (
+            "error: 収受用アドレスとして使えません: 'not-an-address'（@ の前は英数字と . _ + - だけ、@ の後はドメイン名）"
+        )
         assert "Traceback" not in result.stderr
         result = run_cli(settings, "address", "disable", "nobody@city.example.jp", check=False)
         assert result.returncode == 1 and "no such designated address" in result.stderr
