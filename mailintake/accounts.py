@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .errors import BadRequest, NotFound
 from .models import ROLES, Section, User, WebSession, utcnow
+from .sections import ensure_section
 
 ROLE_LABELS = {"clerk": "係員", "section_admin": "所属管理者", "system_admin": "システム管理者"}
 MIN_PASSWORD_LENGTH = 10
@@ -218,23 +219,3 @@ class AccountService:
                 user.password_hash = _hasher.hash(password)
             user.last_login_at = utcnow()
             return _info(user)
-
-
-def ensure_section(session: Session, name: str) -> Section:
-    """The section called ``name``, created on first mention (by an address,
-    a user, or the 組織マスタ) with the default 文書記号."""
-    name = name.strip()
-    section = session.scalar(select(Section).where(Section.name == name))
-    if section is None:
-        section = Section(name=name, symbol=default_symbol(name))
-        session.add(section)
-        session.flush()
-    return section
-
-
-def default_symbol(section_name: str) -> str:
-    """総務課 → 総務: the usual 文書記号 is the section name without 課/室/係."""
-    for suffix in ("課", "室", "係"):
-        if section_name.endswith(suffix) and len(section_name) > len(suffix):
-            return section_name[: -len(suffix)]
-    return section_name

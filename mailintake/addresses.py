@@ -21,10 +21,10 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from .accounts import ensure_section
 from .errors import AddressError, NotFound
 from .fsync import fsync_dir
 from .models import Address, Message
+from .sections import ensure_section
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from . import mta_config
 from .api import content_disposition
 from .errors import BadRequest, MailintakeError, NotFound
 from .models import ROLES
-from .probe import send_probe, wait_for_probe
+from .probing import send_probe, wait_for_probe
 from .ui import Handler, WebUI, _field, _form, _path_int, _session, page
 
 PROBE_TIMEOUT = 30.0

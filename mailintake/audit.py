@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from . import jpdates
-from .accounts import UserInfo
 from .models import AuditEvent, Section, utcnow
 from .spreadsheet import csv_text
+
+if TYPE_CHECKING:  # the ingester records purges without loading the accounts code
+    from .accounts import UserInfo
 
 ACTION_LABELS = {
     "view_source": "ソース表示",

@@ -87,7 +87,8 @@ def cli() -> None:
 
 
 def _run(settings: Settings, smtp: bool, web: bool) -> None:
-    from .server import configure_logging, run_service
+    from .logs import configure_logging
+    from .server import run_service
 
     # Until the event loop takes over SIGTERM, it stops start-up like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -518,7 +519,7 @@ def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple
 @common_options
 def probe_command(settings: Settings, address_text: str, via: str, sender: str, timeout: float) -> None:
     """Send a probe through the MTA to a designated address and time its arrival."""
-    from .probe import send_probe, wait_for_probe
+    from .probing import send_probe, wait_for_probe
 
     services = _services(settings)
     address = normalize_address(address_text)

@@ -25,9 +25,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from . import jpdates
-from .accounts import default_symbol, normalize_username
+from .accounts import normalize_username
 from .errors import BadRequest
 from .models import Address, Section, User
+from .sections import default_symbol
 
 ORG_HEADER = ("所属コード", "所属名")
 TRANSFER_HEADER = ("職員番号", "氏名", "所属コード")

@@ -73,8 +73,8 @@ def _worker_main(settings: Settings, state: _WorkerState) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
     os.set_blocking(state.wake.fileno(), False)
 
-    from .server import configure_logging
-    from .services import build_services
+    from .db import make_engine
+    from .logs import configure_logging
 
     configure_logging(settings)
     try:
@@ -96,11 +96,15 @@ def _worker_main(settings: Settings, state: _WorkerState) -> None:
             state.parsing_id.value = spool_id.encode("ascii")
             state.parsing_since.value = time.monotonic()
 
-    services = build_services(settings, create_tables=False)
+    # Only what ingestion needs: no web, accounts or registry code in this
+    # process (its memory is the idle cost of every installation).
+    engine = make_engine(settings)
+    spool = Spool(settings.spool_dir)
+    spool.ensure()
     try:
-        Ingester(settings, services.engine, services.spool, on_parse).run(state.should_stop, state.wait_for_work)
+        Ingester(settings, engine, spool, on_parse).run(state.should_stop, state.wait_for_work)
     finally:
-        services.close()
+        engine.dispose()
         os.close(lock_fd)
 
 

@@ -19,21 +19,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import smtplib
-import socket
 import time
-from dataclasses import dataclass
-from email import policy
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from .errors import MailintakeError
-from .models import Message, Probe, utcnow
-from .services import Services
+from .models import Probe, utcnow
 
 HEADER = "X-Mailintake-Probe"
 FORGED_NOTE = (
@@ -42,10 +34,6 @@ FORGED_NOTE = (
 )
 # A probe's arrival counts within this time (an MTA may queue it a while).
 PROBE_LIFETIME = dt.timedelta(days=1)
-
-
-class ProbeFailed(MailintakeError):
-    pass
 
 
 def _key(data_dir: Path) -> bytes:
@@ -94,50 +82,3 @@ def claim(session: Session, probe_id: str, address: str, message_id_header: str)
         .values(used_at=now)
     )
     return used.rowcount == 1  # type: ignore[attr-defined]
-
-
-@dataclass
-class ProbeResult:
-    probe_id: str
-    message_id: int | None
-    seconds: float
-
-
-def send_probe(services: Services, address: str, host: str, port: int, sender: str) -> str:
-    probe_id, header = make_token(services.settings.data_dir)
-    # No folding: a long unbreakable header would be re-encoded as encoded words.
-    msg = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
-    msg["From"] = sender
-    msg["To"] = address
-    msg["Subject"] = f"mailintake 疎通確認 {probe_id}"
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain=socket.getfqdn() or "localhost")
-    msg[HEADER] = header
-    with Session(services.engine) as session, session.begin():
-        session.add(
-            Probe(
-                probe_id=probe_id,
-                address=address,
-                message_id_header=msg["Message-ID"],
-                expires_at=utcnow() + PROBE_LIFETIME,
-            )
-        )
-    msg.set_content("mailintake の転送経路の疎通確認です。受信一覧には表示されません。\n")
-    try:
-        with smtplib.SMTP(host, port, timeout=30) as client:
-            client.send_message(msg, from_addr=sender, to_addrs=[address])
-    except (OSError, smtplib.SMTPException) as exc:
-        raise ProbeFailed(f"the MTA at {host}:{port} did not take the probe: {exc}") from exc
-    return probe_id
-
-
-def wait_for_probe(services: Services, probe_id: str, timeout: float, started: float) -> ProbeResult:
-    deadline = started + timeout
-    while True:
-        with Session(services.engine) as session:
-            found = session.scalar(select(Message.id).where(Message.probe_id == probe_id))
-        if found is not None:
-            return ProbeResult(probe_id, found, time.monotonic() - started)
-        if time.monotonic() > deadline:
-            return ProbeResult(probe_id, None, time.monotonic() - started)
-        time.sleep(0.2)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import audit, charsets, jpdates
-from .accounts import UserInfo, ensure_section
+from .accounts import UserInfo
 from .errors import BadRequest, ConfigError, Conflict, NotFound
 from .models import (
     Attachment,
@@ -32,6 +32,7 @@ from .models import (
     User,
     utcnow,
 )
+from .sections import ensure_section
 from .spreadsheet import csv_text
 from .visibility import visible_message
 

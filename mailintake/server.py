@@ -23,16 +23,6 @@ from .smtp import SmtpRelay
 log = logging.getLogger(__name__)
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiosmtpd logs every command at INFO; our own log says what matters.
-    if settings.log_level != "DEBUG":
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
 # How long a message being received at shutdown may take to reach its 250,
 # and how long the web server waits for requests in progress. Together with
 # the ingester's stop they keep a stop well under systemd's 10 s default.

@@ -282,3 +282,7 @@ class TestUpgradeUnderARunningRelay:
             conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": schema.head_revision()})
         items = wait_for(lambda: api.get("/api/v1/messages").json()["items"], 30)
         assert [i["subject"] for i in items] == ["移行中に届いたメール"]
+
+
+def test_the_head_the_processes_check_against_is_the_migrations_head() -> None:
+    assert schema.HEAD == schema.head_revision()

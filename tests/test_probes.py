@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailintake.models import Message, Probe
-from mailintake.probe import HEADER, send_probe, wait_for_probe
+from mailintake.probe import HEADER
+from mailintake.probing import send_probe, wait_for_probe
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for
