@@ -198,8 +198,11 @@ def decode_header_value(value: str, problems: list[str] | None = None) -> str:
     """Decode a header as found in the wild: RFC 2047 encoded words (B and
     Q; adjacent words of one charset joined *before* decoding, since older
     Japanese mailers split characters across words), raw 8-bit bytes, and
-    raw ISO-2022-JP escape sequences."""
-    value = _raw_text(value)
+    raw ISO-2022-JP escape sequences.
+
+    Encoded words are found in the raw form, so raw 8-bit bytes inside a
+    word decode in that word's declared charset; only the text between
+    words has its charset guessed."""
     pieces: list[str] = []
     pending: list[bytes] = []
     pending_charset: str | None = None
@@ -213,7 +216,7 @@ def decode_header_value(value: str, problems: list[str] | None = None) -> str:
         pending_charset = None
 
     for match in _ENCODED_WORD.finditer(value):
-        between = value[last_end : match.start()]
+        between = _raw_text(value[last_end : match.start()])
         charset = match.group(1).split("*", 1)[0].lower()
         if between.strip() or charset != pending_charset:
             flush()
@@ -223,7 +226,7 @@ def decode_header_value(value: str, problems: list[str] | None = None) -> str:
         pending.append(_decode_word(match.group(2).upper(), match.group(3)))
         last_end = match.end()
     flush()
-    pieces.append(value[last_end:])
+    pieces.append(_raw_text(value[last_end:]))
     return charsets.normalize("".join(pieces))
 
 
@@ -233,7 +236,8 @@ def _decode_word(encoding: str, text: str) -> bytes:
         if len(cleaned) % 4 == 1:  # a lone trailing character carries no byte
             cleaned = cleaned[:-1]
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4))
-    return binascii.a2b_qp(text.replace("_", " ").encode("ascii", "replace"))
+    # surrogateescape: raw 8-bit bytes in the word stay the bytes they were.
+    return binascii.a2b_qp(text.replace("_", " ").encode("ascii", "surrogateescape"))
 
 
 def _raw_text(value: str) -> str:
@@ -255,8 +259,17 @@ def raw_headers(msg: EmailMessage, name: str) -> list[str]:
     return [value if isinstance(value, str) else str(value) for key, value in msg.raw_items() if key.lower() == wanted]
 
 
+_FOLD = re.compile(r"\r?\n[ \t]")
+_ASCII_SPACE = " \t"
+
+
 def _single_line(text: str) -> str:
-    return " ".join(text.split())
+    """RFC 5322 unfolding and nothing more: a fold (line break + space or
+    tab) becomes one space, a stray line break goes; every other character
+    is the sender's, U+3000 and repeated spaces included. Normalisation
+    belongs to the search index only."""
+    text = _FOLD.sub(" ", text)
+    return text.replace("\r", "").replace("\n", "").strip(_ASCII_SPACE)
 
 
 def _displayed(text: str, what: str, out: ParsedMessage, limits: Limits) -> str:
@@ -303,7 +316,7 @@ def _addresses(msg: EmailMessage, name: str, out: ParsedMessage) -> list[dict[st
             continue
         result.append(
             {
-                "name": _single_line(decode_header_value(display, out.problems)).strip(),
+                "name": _single_line(decode_header_value(display, out.problems)),
                 "address": _raw_text(address),
             }
         )
@@ -648,5 +661,6 @@ def html_to_text(html: str) -> str:
     except (AssertionError, ValueError):  # malformed markup: keep what was read
         pass
     text = "".join(parser.chunks)
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    # HTML collapses ASCII white space only; U+3000 is text.
+    lines = [re.sub(r"[ \t\f\v]+", " ", line).strip(_ASCII_SPACE) for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

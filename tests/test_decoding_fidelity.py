@@ -1,0 +1,47 @@
+"""What the sender wrote is what the clerk copies into the 収受簿: header
+unfolding and nothing more, U+3000 kept, and raw 8-bit bytes inside an
+encoded word read in that word's charset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailintake.decoding import decode_header_value, html_to_text, parse_bytes
+
+
+def headers(*lines: bytes) -> bytes:
+    return b"\r\n".join(lines) + b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+
+
+def test_an_ideographic_space_in_the_subject_and_the_name_is_kept(tmp_path: Path) -> None:
+    raw = headers(
+        b"Subject: =?UTF-8?B?5Luk5ZKM77yY5bm05bqm44CA6Ziy54G96KiT57e0?=",
+        b"From: =?UTF-8?B?6auZ5qmL44CA6Iqx5a2Q?= <takahashi@example.jp>",
+    )
+    parsed = parse_bytes(raw, tmp_path)
+    assert parsed.subject == "令和８年度\u3000防災訓練"
+    assert parsed.from_name == "髙橋\u3000花子"
+
+
+def test_only_folding_is_removed_and_other_spaces_stay(tmp_path: Path) -> None:
+    raw = headers("Subject: 会議資料の\r\n 送付について  （再送）".encode(), b"From: a@example.jp")
+    assert parse_bytes(raw, tmp_path).subject == "会議資料の 送付について  （再送）"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"=?iso-8859-1?Q?Fr\xf6sche?=", "Frösche"),
+        (b"=?utf-8?Q?caf\xc3\xa9?=", "café"),
+        (b"=?shift_jis?Q?" + "会議".encode("cp932") + b"?=", "会議"),
+        (b"=?iso-2022-jp?B?GyRCMnE1RDtxTkEbKEI=?= \xe3\x81\xae\xe4\xbb\xb6", "会議資料 の件"),
+    ],
+)
+def test_raw_bytes_inside_an_encoded_word_decode_in_its_charset(raw: bytes, expected: str) -> None:
+    assert decode_header_value(raw.decode("ascii", "surrogateescape")) == expected
+
+
+def test_the_text_of_an_html_body_keeps_ideographic_spaces() -> None:
+    assert html_to_text("<p>総務課\u3000御中</p><p>a   b</p>") == "総務課\u3000御中\n\na b"
