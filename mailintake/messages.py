@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import charsets
 from .addresses import normalize_address
 from .errors import BadRequest, NotFound
+from .filenames import download_name
 from .models import Address, Attachment, Message
 
 STATUSES = ("new", "registered", "dismissed")
@@ -201,7 +202,11 @@ def _attachment(attachment: Attachment, siblings: list[Attachment]) -> dict[str,
     parent = next((a.id for a in siblings if a.position == attachment.parent_position), None)
     return {
         "id": attachment.id,
-        "filename": attachment.filename,
+        # The name a consumer may use as a file name (the one downloads
+        # offer: no folders, no control characters, no reserved names);
+        # the decoded name exactly as written is for display only.
+        "filename": download_name(attachment.filename, f"attachment-{attachment.id}.bin"),
+        "original_filename": attachment.filename,
         "content_type": attachment.content_type,
         "size": attachment.size,
         "sha256": attachment.sha256,

@@ -148,6 +148,7 @@ class TestDetailAndFiles:
             {
                 "id": detail["attachments"][0]["id"],
                 "filename": "見積書.pdf",
+                "original_filename": "見積書.pdf",
                 "content_type": "application/pdf",
                 "size": len(b"%PDF-1.4 quote"),
                 "sha256": hashlib.sha256(b"%PDF-1.4 quote").hexdigest(),

@@ -5,10 +5,15 @@ encoded word read in that word's charset."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from mailintake.decoding import decode_header_value, html_to_text, parse_bytes
+
+from .conftest import wait_for
+from .mails import make_message, send
 
 
 def headers(*lines: bytes) -> bytes:
@@ -45,3 +50,26 @@ def test_raw_bytes_inside_an_encoded_word_decode_in_its_charset(raw: bytes, expe
 
 def test_the_text_of_an_html_body_keeps_ideographic_spaces() -> None:
     assert html_to_text("<p>総務課\u3000御中</p><p>a   b</p>") == "総務課\u3000御中\n\na b"
+
+
+HOSTILE_NAMES = [  # as written, as a file name, as displayed
+    ("../../../../etc/passwd", "passwd", "../../../../etc/passwd"),
+    ("C:\\Windows\\system32\\evil.bat", "evil.bat", "C:\\Windows\\system32\\evil.bat"),
+    ("invoice\u202egpj.exe", "invoice gpj.exe", "invoice gpj.exe"),
+    ("CON.txt", "_CON.txt", "CON.txt"),
+    ("資料\x00.pdf", "資料.pdf", "資料 .pdf"),
+]
+
+
+@pytest.mark.parametrize(("written", "safe", "displayed"), HOSTILE_NAMES)
+def test_the_api_names_attachments_safely_and_keeps_the_written_name_apart(
+    service: Any, api: Any, written: str, safe: str, displayed: str
+) -> None:
+    raw = make_message(subject="添付", attachments=[("x", b"data", "application/octet-stream")])
+    raw = raw.replace(b'filename="x"', b"filename*=UTF-8''" + quote(written).encode())
+    send(service.smtp_port, raw)
+    item = wait_for(lambda: api.get("/api/v1/messages").json()["items"], 15)[0]
+    [attachment] = api.get(f"/api/v1/messages/{item['id']}").json()["attachments"]
+    assert attachment["filename"] == safe
+    assert "/" not in attachment["filename"] and "\\\\" not in attachment["filename"]
+    assert attachment["original_filename"] == displayed

@@ -67,10 +67,10 @@ def _compare(entry: dict, detail: dict, api: httpx.Client) -> list[str]:
     got = detail["attachments"]
     if len(got) != len(entry["attachments"]):
         problems.append(f"{len(got)} attachments, expected {len(entry['attachments'])}")
-    names_by_id = {a["id"]: a["filename"] for a in got}
+    names_by_id = {a["id"]: a["original_filename"] for a in got}
     for want, have in zip(entry["attachments"], got, strict=False):  # counts compared above
-        if have["filename"] != want["filename"]:
-            problems.append(f"attachment name {have['filename']!r} != {want['filename']!r}")
+        if have["original_filename"] != want["filename"]:
+            problems.append(f"attachment name {have['original_filename']!r} != {want['filename']!r}")
         if "sha256" in want:
             if (have["sha256"], have["size"]) != (want["sha256"], want["size"]):
                 problems.append(f"attachment {want['filename']!r} bytes differ")
