@@ -158,10 +158,11 @@ def guess_decode(data: bytes) -> str | None:
     except (UnicodeDecodeError, Undecodable):
         pass
     else:
-        # CP932 bytes (half-width katakana before a lead byte) can also be
-        # valid UTF-8, but only as 2-byte Latin characters: a UTF-8 reading
-        # with kana or kanji is certain; otherwise the likelier of the two.
-        if any(ord(ch) >= 0x800 for ch in utf8):
+        # CP932 bytes can also be valid UTF-8: as 2-byte Latin characters
+        # (half-width katakana before a lead byte), or as a rare 3-byte
+        # character such as Hangul (a kanji lead byte E0-EF): a UTF-8 reading
+        # of Japanese text only is certain; otherwise the likelier of the two.
+        if any(ord(ch) >= 0x800 for ch in utf8) and _japanese_score(utf8) == 1.0:
             return utf8
         try:
             cp932 = data.decode("cp932")

@@ -115,8 +115,10 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         with open(path, "rb") as fh:
-            for chunk in read_exactly(fh, size, _FEED_CHUNK):
-                parser.feed(chunk)
+            first = True
+            for chunk in read_exactly(fh, size, _HEADER_SCAN):
+                parser.feed(tidy_header_block(chunk) if first else chunk)
+                first = False
         return decode_message(parser.close(), BlobStore(blob_root), raw_size=size, limits=limits)
     except RecursionError:
         with open(path, "rb") as fh:
@@ -143,13 +145,42 @@ def parse_bytes(raw: bytes, blob_root: Path, limits: Limits = Limits()) -> Parse
         return out
     parser = BytesFeedParser(policy=policy.compat32)
     try:
-        parser.feed(raw)
+        parser.feed(tidy_header_block(raw[:_HEADER_SCAN]) + raw[_HEADER_SCAN:])
         return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw), limits=limits)
     except RecursionError:
         return _headers_only(raw[:_HEADER_SCAN], blob_root, limits=limits)
 
 
 _HEADER_SCAN = 1 << 20
+# Obsolete syntax (RFC 5322 §4.5): white space between a field name and its
+# colon. The standard parser would end the header block there.
+_SPACE_BEFORE_COLON = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
+_TYPE_WITHOUT_SEMICOLON = re.compile(rb"(?i)^(content-type:[ \t]*[\w.+-]+/[\w.+-]+)[ \t]+(?=[\w-]+[ \t]*=)")
+
+
+def tidy_header_block(head: bytes) -> bytes:
+    """Leniency for the top-level header block, as mature parsers have it:
+    ``Subject : hi`` is a header; Content-Type is unfolded (a quoted
+    boundary folded across lines is one value) and gets the ``;`` a sender
+    left out before its parameters. The stored original is untouched."""
+    end = head.find(b"\n\r\n")
+    end2 = head.find(b"\n\n")
+    ends = [e for e in (end, end2) if e >= 0]
+    if not ends:
+        return head
+    cut = min(ends) + 1
+    lines = head[:cut].split(b"\n")
+    out: list[bytes] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and out:
+            if out[-1].lower().startswith(b"content-type:"):
+                out[-1] = out[-1].rstrip(b"\r") + b" " + line.lstrip(b" \t")
+                continue
+            out.append(line)
+            continue
+        out.append(_SPACE_BEFORE_COLON.sub(rb"\1:", line))
+    out = [_TYPE_WITHOUT_SEMICOLON.sub(rb"\1; ", line) for line in out]
+    return b"\n".join(out) + head[cut:]
 NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
 
 
@@ -393,6 +424,11 @@ class _Walker:
         if part.is_multipart():
             payload = part.get_payload()
             return [(p, depth + 1, parent, in_body) for p in payload if isinstance(p, EmailMessage)]
+        if ctype.startswith("multipart/"):
+            # Its boundary never appears: what it holds is text, not a
+            # container; an empty one is nothing at all.
+            self._phantom_container(part, in_body, parent)
+            return []
         disposition = (part.get_content_disposition() or "").lower()
         filename = attachment_filename(part, self.out)
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
@@ -405,6 +441,17 @@ class _Walker:
         if ctype == "application/ms-tnef" or filename.lower() == "winmail.dat":
             self._tnef(part, position)
         return []
+
+    def _phantom_container(self, part: EmailMessage, in_body: bool, parent: int | None) -> None:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or not payload.strip():
+            return
+        text = charsets.decode(payload, part.get_content_charset(), self.out.problems)
+        self.out.problem("MIME の区切り行が見つからないため、本文として表示しています。")
+        if in_body:
+            self.out.text_body = text if not self.out.text_body else self.out.text_body + "\n" + text
+        else:
+            self._add("本文.txt", "text/plain", len(payload), self.blobs.put_bytes(payload), parent, part)
 
     def _body_text(self, part: EmailMessage, ctype: str) -> None:
         payload = part.get_payload(decode=True)
@@ -434,6 +481,7 @@ class _Walker:
         disposition: str = "attachment",
     ) -> int:
         position = len(self.out.attachments)
+        ctype = re.sub(r"[\x00-\x20\x7f]", "", ctype) or "application/octet-stream"  # never CR, LF or TAB
         content_id = str(part.get("Content-ID", "")).strip().strip("<>") if part is not None else ""
         self.out.attachments.append(
             ParsedAttachment(

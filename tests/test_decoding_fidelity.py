@@ -73,3 +73,49 @@ def test_the_api_names_attachments_safely_and_keeps_the_written_name_apart(
     assert attachment["filename"] == safe
     assert "/" not in attachment["filename"] and "\\\\" not in attachment["filename"]
     assert attachment["original_filename"] == displayed
+
+
+LENIENT = {
+    "space before the colon": (
+        "From: a@example.jp\r\nSubject : =?UTF-8?B?5Lya6K2w?=\r\nTo: soumu@city.example.jp\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=UTF-8\r\n\r\n本文です\r\n".encode(),
+        "会議", "本文です", [],
+    ),
+    "folded quoted boundary": (
+        b'From: a@example.jp\r\nSubject: b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="foo\r\n'
+        b' bar"\r\n\r\n--foo bar\r\nContent-Type: text/plain\r\n\r\nhello\r\n--foo bar\r\nContent-Type: application/pdf;'
+        b" name=a.pdf\r\n\r\n%PDF\r\n--foo bar--\r\n",
+        "b", "hello", ["a.pdf"],
+    ),
+    "no semicolon before the parameters": (
+        b"From: a@example.jp\r\nSubject: c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n\tboundary=\"b\"\r\n"
+        b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\n"
+        b"%PDF\r\n--b--\r\n",
+        "c", "hello", ["a.pdf"],
+    ),
+    "a boundary that never appears": (
+        b'From: a@example.jp\r\nSubject: d\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="zzz"\r\n'
+        b"\r\njust text, no parts\r\n",
+        "d", "just text, no parts", [],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(LENIENT))
+def test_broken_headers_and_containers_are_read_as_mature_parsers_read_them(tmp_path: Path, case: str) -> None:
+    raw, subject, body, names = LENIENT[case]
+    parsed = parse_bytes(raw, tmp_path)
+    assert parsed.subject == subject
+    assert parsed.text_body.strip() == body
+    assert [a.filename for a in parsed.attachments] == names  # no phantom multipart/* attachment
+    assert all(not set(a.content_type) & set("\r\n\t ") for a in parsed.attachments)
+
+
+def test_through_smtp_and_the_api(service: Any, api: Any) -> None:
+    for raw, *_ in LENIENT.values():
+        send(service.smtp_port, raw)
+    items = wait_for(lambda: (i := api.get("/api/v1/messages").json()["items"]) and len(i) == len(LENIENT) and i, 20)
+    by_subject = {item["subject"]: api.get(f"/api/v1/messages/{item['id']}").json() for item in items}
+    assert by_subject["会議"]["text"].strip() == "本文です"
+    assert [a["filename"] for a in by_subject["b"]["attachments"]] == ["a.pdf"]
+    assert by_subject["d"]["attachments"] == [] and "just text" in by_subject["d"]["text"]

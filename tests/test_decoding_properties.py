@@ -91,6 +91,7 @@ def test_subjects_round_trip(tmp_path_factory, text: str, route: str, cut: int) 
 @given(name=labelled_enough, route=st.sampled_from(NAME_ROUTES))
 @example(name="ﾂァ", route="raw-cp932")  # C2 83 40 is also valid UTF-8, as U+0083 + "@"
 @example(name="ﾃァ", route="raw-cp932")  # C3 83 40 is also valid UTF-8, as "Ã@"
+@example(name="德ァ", route="raw-cp932")  # ED 9E 83 40 is also valid UTF-8, as Hangul "힃@"
 def test_filenames_round_trip(tmp_path_factory, name: str, route: str) -> None:
     filename = name + ".pdf"
     raw = (
