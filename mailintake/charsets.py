@@ -159,10 +159,10 @@ def guess_decode(data: bytes) -> str | None:
         pass
     else:
         # CP932 bytes can also be valid UTF-8: as 2-byte Latin characters
-        # (half-width katakana before a lead byte), or as a rare 3-byte
-        # character such as Hangul (a kanji lead byte E0-EF): a UTF-8 reading
-        # of Japanese text only is certain; otherwise the likelier of the two.
-        if any(ord(ch) >= 0x800 for ch in utf8) and _japanese_score(utf8) == 1.0:
+        # (half-width katakana before a lead byte), or as Hangul (a CP932
+        # lead byte E0-EF before two trail bytes): a UTF-8 reading with other
+        # characters beyond U+0800 is certain; otherwise the likelier of the two.
+        if any(ord(ch) >= 0x800 for ch in utf8) and not any(_hangul(ch) for ch in utf8):
             return utf8
         try:
             cp932 = data.decode("cp932")
@@ -189,6 +189,11 @@ def _plausible_utf8(data: bytes) -> str:
     if any("\x80" <= ch <= "\x9f" for ch in text):
         raise Undecodable("UTF-8 decoding yields C1 control characters")
     return text
+
+
+def _hangul(ch: str) -> bool:
+    code = ord(ch)
+    return 0xAC00 <= code <= 0xD7FF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F or 0xA960 <= code <= 0xA97F
 
 
 def _japanese_score(text: str) -> float:

@@ -17,6 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import email.utils
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from email.message import Message as EmailMessage
 from email.parser import BytesFeedParser
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from . import charsets
 from .blobs import BlobStore
@@ -119,7 +121,12 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits
             for chunk in read_exactly(fh, size, _HEADER_SCAN):
                 parser.feed(tidy_header_block(chunk) if first else chunk)
                 first = False
-        return decode_message(parser.close(), BlobStore(blob_root), raw_size=size, limits=limits)
+            msg = parser.close()
+            if size == 0:
+                return decode_message(msg, BlobStore(blob_root), limits=limits)
+            # The original's bytes, paged in only where a forwarded message is.
+            with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as raw:
+                return decode_message(msg, BlobStore(blob_root), raw_size=size, limits=limits, raw=raw)
     except RecursionError:
         with open(path, "rb") as fh:
             return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, limits=limits)
@@ -146,7 +153,7 @@ def parse_bytes(raw: bytes, blob_root: Path, limits: Limits = Limits()) -> Parse
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         parser.feed(tidy_header_block(raw[:_HEADER_SCAN]) + raw[_HEADER_SCAN:])
-        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw), limits=limits)
+        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw), limits=limits, raw=raw)
     except RecursionError:
         return _headers_only(raw[:_HEADER_SCAN], blob_root, limits=limits)
 
@@ -181,6 +188,8 @@ def tidy_header_block(head: bytes) -> bytes:
         out.append(_SPACE_BEFORE_COLON.sub(rb"\1:", line))
     out = [_TYPE_WITHOUT_SEMICOLON.sub(rb"\1; ", line) for line in out]
     return b"\n".join(out) + head[cut:]
+
+
 NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファイルは原文でのみ確認できます。"
 
 
@@ -199,7 +208,12 @@ def _headers_only(
 
 
 def decode_message(
-    msg: EmailMessage, blobs: BlobStore, raw_size: int = 0, body: bool = True, limits: Limits = Limits()
+    msg: EmailMessage,
+    blobs: BlobStore,
+    raw_size: int = 0,
+    body: bool = True,
+    limits: Limits = Limits(),
+    raw: bytes | mmap.mmap | None = None,
 ) -> ParsedMessage:
     out = ParsedMessage()
     out.message_id = _header(msg, "Message-ID", out).strip()[:998]
@@ -215,7 +229,7 @@ def decode_message(
     out.probe_header = "".join(decode_header_value(probe[0]).split())[:200] if probe else ""
     if not body:
         return out
-    _Walker(blobs, out, raw_size).walk(msg)
+    _Walker(blobs, out, raw_size, _RawSpans(raw, msg) if raw is not None else None).walk(msg)
     if not out.text_body and out.html_body:
         out.text_body = html_to_text(out.html_body)
     _describe_defects(msg, out)
@@ -386,10 +400,82 @@ def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:
 # -- the MIME tree ------------------------------------------------------------------
 
 
+class _RawSpans:
+    """Where each part stands in the original bytes, found by the same
+    delimiter lines the parser used, so that a forwarded message is kept
+    byte for byte (an S/MIME signature inside it still verifies). Where the
+    two disagree it gives up quietly and the caller re-serialises."""
+
+    def __init__(self, raw: bytes | mmap.mmap, msg: EmailMessage) -> None:
+        self.raw = raw
+        self.spans: dict[int, tuple[int, int]] = {id(msg): (0, len(raw))}
+
+    def _body_start(self, start: int, end: int) -> int | None:
+        raw = self.raw
+        if raw[start : start + 2] == b"\r\n":
+            return start + 2
+        if raw[start : start + 1] == b"\n":
+            return start + 1
+        found = [i + n for i, n in ((raw.find(b"\n\r\n", start, end), 3), (raw.find(b"\n\n", start, end), 2)) if i >= 0]
+        return min(found) if found else None
+
+    def _delimiters(self, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:
+        """(line start, next line's start, closing?) of each delimiter line."""
+        raw, marker, found, pos = self.raw, b"--" + boundary, [], start
+        while (k := raw.find(marker, pos, end)) >= 0:
+            pos = k + len(marker)
+            if k != start and raw[k - 1 : k] != b"\n":
+                continue
+            line_end = raw.find(b"\n", k, end)
+            line_end = end if line_end < 0 else line_end + 1
+            rest = raw[pos:line_end].rstrip(b"\r\n \t")
+            if rest in (b"", b"--"):
+                found.append((k, line_end, rest == b"--"))
+                if rest == b"--":
+                    break
+        return found
+
+    def children(self, part: EmailMessage, payload: Any) -> None:
+        span = self.spans.get(id(part))
+        boundary = part.get_boundary()
+        if span is None or not boundary:
+            return
+        body = self._body_start(*span)
+        if body is None:
+            return
+        delimiters = self._delimiters(boundary.encode("utf-8", "surrogateescape"), body, span[1])
+        parts = [p for p in payload if isinstance(p, EmailMessage)]
+        opening = [i for i, d in enumerate(delimiters) if not d[2]]
+        if len(opening) != len(parts):
+            return
+        for child, i in zip(parts, opening, strict=True):
+            start = delimiters[i][1]
+            stop = delimiters[i + 1][0] if i + 1 < len(delimiters) else span[1]
+            # The line break before a delimiter belongs to the delimiter.
+            if self.raw[stop - 2 : stop] == b"\r\n":
+                stop -= 2
+            elif self.raw[stop - 1 : stop] == b"\n":
+                stop -= 1
+            self.spans[id(child)] = (start, max(start, stop))
+
+    def embedded(self, part: EmailMessage, inner: EmailMessage) -> bytes | None:
+        """The wire bytes of the message a message/rfc822 part carries."""
+        span = self.spans.get(id(part))
+        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if span is None or encoding not in ("", "7bit", "8bit", "binary"):
+            return None
+        body = self._body_start(*span)
+        if body is None:
+            return None
+        self.spans[id(inner)] = (body, span[1])
+        return bytes(self.raw[body : span[1]])
+
+
 class _Walker:
-    def __init__(self, blobs: BlobStore, out: ParsedMessage, raw_size: int = 0) -> None:
+    def __init__(self, blobs: BlobStore, out: ParsedMessage, raw_size: int = 0, spans: _RawSpans | None = None) -> None:
         self.blobs = blobs
         self.out = out
+        self.spans = spans
         self.parts = 0
         # Forwarded messages are kept as files of their own, but a message
         # nested inside one is already in its file: without a budget, 40
@@ -423,6 +509,8 @@ class _Walker:
             return self._forwarded(part, depth, parent)
         if part.is_multipart():
             payload = part.get_payload()
+            if self.spans is not None:
+                self.spans.children(part, payload)
             return [(p, depth + 1, parent, in_body) for p in payload if isinstance(p, EmailMessage)]
         if ctype.startswith("multipart/"):
             # Its boundary never appears: what it holds is text, not a
@@ -512,10 +600,14 @@ class _Walker:
             # and stored again (that is what made deep chains slow and big).
             self.out.problem("転送メールの中の転送メールは、外側の転送メール（.eml）を開いて確認してください。")
             return [(inner, depth + 1, parent, False)]
-        try:
-            raw = inner.as_bytes(policy=policy.compat32)
-        except (ValueError, LookupError, UnicodeError):
-            raw = str(inner).encode("utf-8", "surrogateescape")
+        wire = self.spans.embedded(part, inner) if self.spans is not None else None
+        if wire is not None:
+            raw = wire
+        else:
+            try:
+                raw = inner.as_bytes(policy=policy.compat32)
+            except (ValueError, LookupError, UnicodeError):
+                raw = str(inner).encode("utf-8", "surrogateescape")
         subject = _single_line(_header(inner, "Subject", self.out))[:200]
         name = attachment_filename(part, self.out) or f"{subject or '転送メール'}.eml"
         if len(raw) > self.forwarded_budget:

@@ -552,7 +552,12 @@ def build() -> None:
         "",
         "fwd@example.jp",
         "転送します。",
-        [{"filename": f"{fwd_subject}.eml"}, expect_attachment("元の添付.pdf", PDF, part_of=f"{fwd_subject}.eml")],
+        # Kept byte for byte: the wire bytes of the embedded message (the
+        # line break before the next delimiter belongs to the delimiter).
+        [
+            expect_attachment(f"{fwd_subject}.eml", fwd[: -len(b"\r\n")]),
+            expect_attachment("元の添付.pdf", PDF, part_of=f"{fwd_subject}.eml"),
+        ],
     )
 
     # 9. S/MIME signed and encrypted.

@@ -119,3 +119,21 @@ def test_through_smtp_and_the_api(service: Any, api: Any) -> None:
     assert by_subject["会議"]["text"].strip() == "本文です"
     assert [a["filename"] for a in by_subject["b"]["attachments"]] == ["a.pdf"]
     assert by_subject["d"]["attachments"] == [] and "just text" in by_subject["d"]["text"]
+
+
+def test_a_forwarded_message_is_kept_byte_for_byte(tmp_path: Path) -> None:
+    inner = (
+        b"From: orig@example.jp\r\nSubject:  two  spaces\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/signed; boundary="s"; protocol="application/pkcs7-signature"\r\n\r\n'
+        b"--s\r\nContent-Type: text/plain\r\n\r\nsigned text \r\n--s\r\nContent-Type: application/pkcs7-signature\r\n\r\n"
+        b"MIIB\r\n--s--"
+    )
+    raw = (
+        b'From: fwd@example.jp\r\nSubject: Fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n'
+        b"--o\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n"
+        + inner
+        + b"\r\n--o--\r\n"
+    )
+    parsed = parse_bytes(raw, tmp_path)
+    forwarded = next(a for a in parsed.attachments if a.content_type == "message/rfc822")
+    assert (tmp_path / forwarded.sha256[:2] / forwarded.sha256).read_bytes() == inner
