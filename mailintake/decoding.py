@@ -505,6 +505,9 @@ class _Walker:
         self, part: EmailMessage, depth: int, parent: int | None, in_body: bool
     ) -> list[tuple[EmailMessage, int, int | None, bool]]:
         ctype = part.get_content_type()
+        if ctype == "message/partial":
+            self._partial(part, parent)
+            return []
         if ctype == "message/rfc822" or (part.is_multipart() and ctype.startswith("message/")):
             return self._forwarded(part, depth, parent)
         if part.is_multipart():
@@ -529,6 +532,19 @@ class _Walker:
         if ctype == "application/ms-tnef" or filename.lower() == "winmail.dat":
             self._tnef(part, position)
         return []
+
+    def _partial(self, part: EmailMessage, parent: int | None) -> None:
+        """One fragment of a mail split by the sender's mailer (RFC 2046
+        message/partial): kept as what it is, not read as a forwarded mail."""
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        data = self.spans.embedded(part, inner) if self.spans is not None and isinstance(inner, EmailMessage) else None
+        if data is None:
+            data = inner.as_bytes(policy=policy.compat32) if isinstance(inner, EmailMessage) else b""
+        number, total = _param(part, "number"), _param(part, "total")
+        name = f"分割メール（{number}／{total or '?'}）.eml" if number else "分割メール.eml"
+        self._add(name, "message/partial", len(data), self.blobs.put_bytes(data), parent, part)
+        self.out.problem("送信元で分割されたメールの一部です（message/partial）。全部そろえて開く必要があります。")
 
     def _phantom_container(self, part: EmailMessage, in_body: bool, parent: int | None) -> None:
         payload = part.get_payload(decode=True)

@@ -137,3 +137,16 @@ def test_a_forwarded_message_is_kept_byte_for_byte(tmp_path: Path) -> None:
     parsed = parse_bytes(raw, tmp_path)
     forwarded = next(a for a in parsed.attachments if a.content_type == "message/rfc822")
     assert (tmp_path / forwarded.sha256[:2] / forwarded.sha256).read_bytes() == inner
+
+
+def test_a_fragment_of_a_split_mail_is_listed_as_what_it_is(tmp_path: Path) -> None:
+    fragment = b"From: orig@example.jp\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\npart one"
+    raw = (
+        b"From: a@example.jp\r\nSubject: big (1/2)\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: message/partial; id="abc@example.jp"; number=1; total=2\r\n\r\n' + fragment
+    )
+    parsed = parse_bytes(raw, tmp_path)
+    [attachment] = parsed.attachments
+    assert (attachment.filename, attachment.content_type) == ("分割メール（1／2）.eml", "message/partial")
+    assert (tmp_path / attachment.sha256[:2] / attachment.sha256).read_bytes() == fragment
+    assert any("分割" in p for p in parsed.problems)
