@@ -20,13 +20,14 @@ from .tokens import TokenService
 _SAFE_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
-def content_disposition(filename: str, fallback: str) -> str:
-    """RFC 6266: an ASCII ``filename`` for old clients and ``filename*``."""
+def content_disposition(filename: str, fallback: str, disposition: str = "attachment") -> str:
+    """RFC 6266: an ASCII ``filename`` for old clients and ``filename*``
+    (``inline`` too: the browser's viewer then shows the file's name)."""
     name = download_name(filename, fallback)
     ascii_name = "".join(ch if 0x20 < ord(ch) < 0x7F and ch not in '"%;\\' else "_" for ch in name)
     if set(ascii_name) <= {"_", "."}:
         ascii_name = fallback
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def safe_content_type(value: str) -> str:

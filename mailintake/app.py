@@ -27,7 +27,7 @@ from .errors import MailintakeError
 from .metrics import render as render_metrics
 from .services import Services
 from .sessions import SESSION_COOKIE
-from .ui import WebUI, error_page
+from .ui import WebUI, error_page, page
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def create_app(services: Services) -> Starlette:
             count = services.messages.count() if state["database"] else None
         except SQLAlchemyError:
             count = None
-        return templates.TemplateResponse(request, "index.html", {"health": state, "message_count": count})
+        return ui.render(request, "index.html", health=state, message_count=count)
 
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith(("/api/", "/healthz", "/metrics"))
@@ -137,7 +137,8 @@ def create_app(services: Services) -> Starlette:
 
     routes = [
         Route("/", index),
-        Route("/status", status_page),
+        # System administrators only, with the menu: it names the database and backlog.
+        Route("/status", page(services, role="system_admin")(status_page), methods=["GET"]),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         *api.routes(),

@@ -390,11 +390,17 @@ class WebUI:
         content_type = safe_content_type(attachment.content_type)
         if content_type not in html_view.PREVIEW_TYPES:
             raise NotFound("この形式はプレビューできません。ダウンロードしてください。")
+        if content_type not in html_view.INLINE_IMAGE_TYPES:
+            # A PDF opened to read is as much a look at the document as a
+            # download; the body's inline images are not (they come with it).
+            self._audit(request, "preview_attachment", attachment.message, display_name(attachment.filename))
         return FileResponse(
             self.services.blobs.path_for(attachment.sha256),
             media_type=content_type,
             headers={
-                "Content-Disposition": "inline",
+                "Content-Disposition": content_disposition(
+                    attachment.filename, f"attachment-{attachment.id}", disposition="inline"
+                ),
                 "Content-Security-Policy": "default-src 'none'; img-src 'self'; object-src 'self'; "
                 "plugin-types application/pdf; sandbox allow-same-origin",
                 "X-Frame-Options": "SAMEORIGIN",

@@ -326,3 +326,27 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
     assert response.status_code == 303
     logins = [e for e in services.audit.entries(auditor) if e.action == "login"]
     assert [(e.username, e.client_address) for e in logins] == [("sato", "127.0.0.1")]
+
+
+class TestStatusAndPreview:
+    def test_the_status_page_needs_a_system_administrator_and_shows_the_menu(
+        self, services: Services, web: dict[str, Any]
+    ) -> None:
+        anonymous = web["open"](web["base_url"])
+        assert anonymous.get("/status").status_code == 303
+        assert web["browser"].get("/status").status_code == 404  # a clerk
+        admin = web["open"](web["base_url"])
+        assert admin.login("admin").status_code == 303
+        page = admin.get("/status")
+        assert page.status_code == 200 and "稼働状況" in page.text and 'aria-label="メインメニュー"' in page.text
+
+    def test_a_pdf_preview_names_the_file_and_is_audited(self, services: Services, web: dict[str, Any]) -> None:
+        ours = web["ours"]
+        attachment = attachment_id(services, ours)
+        response = web["browser"].get(f"/messages/{ours}/attachments/{attachment}/preview")
+        assert response.status_code == 200
+        disposition = response.headers["content-disposition"]
+        assert disposition.startswith("inline;") and "filename*=UTF-8''%E8%B3%87%E6%96%99.pdf" in disposition
+        auditor = services.accounts.by_username("admin")
+        previews = [e for e in services.audit.entries(auditor) if e.action == "preview_attachment"]
+        assert [(e.username, e.message_id, e.detail) for e in previews] == [("sato", ours, "資料.pdf")]
