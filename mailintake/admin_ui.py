@@ -78,7 +78,9 @@ class AdminUI:
             days=[day for day, _ in next(iter(daily.values()), [])],
             error=error,
             probe=probe,
-            default_via=f"{settings.smtp_host}:{settings.smtp_port}",
+            # Through the MTA: a probe sent to the relay itself proves nothing
+            # about the forwarding.
+            default_via=settings.probe_via,
         )
 
     def _address_action(self, request: Request, action: Any) -> Response:

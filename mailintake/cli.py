@@ -510,7 +510,11 @@ def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple
 @cli.command("probe")
 @click.argument("address_text", metavar="ADDRESS")
 @click.option(
-    "--via", "via", required=True, metavar="HOST:PORT", help="The organisation's MTA to send the probe through."
+    "--via",
+    "via",
+    default=None,
+    metavar="HOST:PORT",
+    help="The organisation's MTA to send the probe through (default: the probe_via setting).",
 )
 @click.option(
     "--from", "sender", default="mailintake-probe@localhost", show_default=True, help="Envelope and header sender."
@@ -525,6 +529,7 @@ def probe_command(settings: Settings, address_text: str, via: str, sender: str, 
     address = normalize_address(address_text)
     if not services.addresses.get(address).enabled:
         raise click.ClickException(f"{address} is disabled; the relay would refuse the probe")
+    via = via or settings.probe_via
     host, port = _host_port(via)
     started = time.monotonic()
     probe_id = send_probe(services, address, host, port, sender)

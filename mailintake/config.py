@@ -93,6 +93,12 @@ SETTINGS: tuple[Setting, ...] = (
         4096,
         "Characters of Subject and sender kept for display and search; the original keeps the whole header.",
     ),
+    Setting(
+        "probe_via",
+        "127.0.0.1:25",
+        "The organisation's MTA (HOST:PORT) that probes go through by default, so that a probe tests the whole "
+        "forwarding path, not the relay alone.",
+    ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     Setting("access_log", False, "Log one line per HTTP request (method, path, status, client)."),
     Setting(
@@ -163,6 +169,7 @@ class Settings:
     database_password_file: Path | None
     max_mime_part_lines: int
     max_header_display_chars: int
+    probe_via: str
     log_level: str
     access_log: bool
     trusted_proxies: tuple[str, ...]
@@ -266,6 +273,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         database_password_file=_path(raw["database_password_file"]),
         max_mime_part_lines=_int(raw, "max_mime_part_lines", minimum=100),
         max_header_display_chars=_int(raw, "max_header_display_chars", minimum=200),
+        probe_via=_host_port_text(raw["probe_via"]),
         log_level=str(raw["log_level"]).upper(),
         access_log=_bool(raw, "access_log"),
         trusted_proxies=tuple(str(n) for n in _networks(raw["trusted_proxies"], "trusted_proxies")),
@@ -277,6 +285,13 @@ def _build(raw: dict[str, Any]) -> Settings:
         session_hours=_float(raw, "session_hours", minimum=0.1),
         filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
     )
+
+
+def _host_port_text(value: Any) -> str:
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"probe_via must be HOST:PORT, got {value!r}")
+    return str(value)
 
 
 def _path(value: Any) -> Path | None:

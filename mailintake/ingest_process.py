@@ -164,7 +164,9 @@ class IngestSupervisor:
     def _spawn(self) -> None:
         self._parsing_since.value = 0.0
         state = _WorkerState(self._wake_r, self._stop_r, self._parsing_id, self._parsing_since)
-        process = _SPAWN.Process(target=_worker_main, args=(self.settings, state), name="mailintake-ingest", daemon=True)
+        process = _SPAWN.Process(
+            target=_worker_main, args=(self.settings, state), name="mailintake-ingest", daemon=True
+        )
         # Blocked across fork and exec, so a signal to the process group
         # during the worker's start-up cannot kill it before it ignores them.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
@@ -193,8 +195,15 @@ class IngestSupervisor:
                 return
             if since:
                 spool_id = self._parsing_id.value.decode("ascii")
-                log.error("marking %s as poison (exit code %s)", spool_id, process.exitcode)
-                self.spool.mark_poison(spool_id)
+                # Over the time limit, the entry is judged at once; a worker
+                # that died on it gets it once more before it is set aside.
+                if overdue or self.spool.crashed_before(spool_id):
+                    log.error("marking %s as poison (exit code %s)", spool_id, process.exitcode)
+                    self.spool.mark_poison(spool_id)
+                else:
+                    log.warning(
+                        "the ingester died while parsing %s (exit code %s); trying it again", spool_id, process.exitcode
+                    )
             self.restarts += 1
             time.sleep(min(5.0, 0.2 * self.restarts))
             self._spawn()

@@ -304,7 +304,7 @@ class Spool:
 
     def remove(self, spool_id: str) -> None:
         """Forget an entry once it is stored."""
-        for path in (self.new / f"{spool_id}{_SUFFIX}", self.poison / spool_id):
+        for path in (self.new / f"{spool_id}{_SUFFIX}", self.poison / spool_id, self.poison / f"{spool_id}.crashed"):
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -314,6 +314,18 @@ class Spool:
         """Record that parsing this entry hung or crashed the parser."""
         self.poison.mkdir(parents=True, exist_ok=True)
         (self.poison / spool_id).touch()
+
+    def crashed_before(self, spool_id: str) -> bool:
+        """Record that the parser died (from outside, say) while on this
+        entry; True if it had happened before. One death may be chance (an
+        administrator's kill, the OOM killer taking the biggest process); a
+        second one on the same entry is the entry."""
+        self.poison.mkdir(parents=True, exist_ok=True)
+        marker = self.poison / f"{spool_id}.crashed"
+        if marker.exists():
+            return True
+        marker.touch()
+        return False
 
     def is_poison(self, spool_id: str) -> bool:
         return (self.poison / spool_id).exists()

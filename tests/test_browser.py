@@ -227,7 +227,11 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
         client.mail("mta@city.example.jp")
         assert client.rcpt(address)[0] == 250
 
-    # The probe goes through the relay here (no organisation MTA in this test).
+    # By default a probe goes through the organisation's MTA (probe_via);
+    # this test has none, so it is sent to the relay itself.
+    via = page.get_by_label(f"{address} の疎通確認で経由する MTA（ホスト:ポート）")
+    assert via.input_value() == "127.0.0.1:25"
+    via.fill(f"127.0.0.1:{service.smtp_port}")
     page.get_by_role("button", name=f"{address} の疎通確認").click()
     assert "秒で到着しました" in page.get_by_role("status").inner_text()
 
