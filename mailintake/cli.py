@@ -168,9 +168,7 @@ def db_upgrade(settings: Settings, revision: str) -> None:
     engine = _engine(settings)
     before = schema.status(engine)
     after = schema.upgrade(engine, revision)
-    click.echo(
-        f"{before.current or ('なし' if before.state is schema.State.EMPTY else schema.BASELINE + '（未記録）')} → {after.current}: {after.describe()}"
-    )
+    click.echo(f"{before.label} → {after.label}: {after.describe()}")
 
 
 @db.command("downgrade")
@@ -181,7 +179,7 @@ def db_downgrade(settings: Settings, revision: str) -> None:
     from . import schema
 
     after = schema.downgrade(_engine(settings), revision)
-    click.echo(f"→ {after.current or 'なし'}: {after.describe()}")
+    click.echo(f"→ {after.label}: {after.describe()}")
 
 
 @db.command("current")

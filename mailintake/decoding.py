@@ -19,7 +19,7 @@ import datetime as dt
 import email.utils
 import mmap
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message as EmailMessage
@@ -106,56 +106,63 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits
     """Parse the message held in the first ``size`` bytes of ``path``.
 
     Attachment bytes go to the blob store; nothing is fsynced here: the
-    ingester flushes once per batch.
+    ingester flushes once per batch. The file is read in chunks, never
+    whole; it is memory-mapped only where a forwarded message is kept.
     """
-    boundaries = _boundary_lines(path, size)
-    if boundaries > limits.boundary_lines:
-        with open(path, "rb") as fh:
-            out = _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, note=None, limits=limits)
-        out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
-        return out
-    parser = BytesFeedParser(policy=policy.compat32)
-    try:
-        with open(path, "rb") as fh:
-            first = True
-            for chunk in read_exactly(fh, size, _HEADER_SCAN):
-                parser.feed(tidy_header_block(chunk) if first else chunk)
-                first = False
+    with open(path, "rb") as fh:
+        boundaries = _boundary_lines(read_exactly(fh, size, _HEADER_SCAN))
+        fh.seek(0)
+        if boundaries > limits.boundary_lines:
+            return _set_aside(fh.read(min(size, _HEADER_SCAN)), boundaries, blob_root, limits)
+        parser = BytesFeedParser(policy=policy.compat32)
+        try:
+            for i, chunk in enumerate(read_exactly(fh, size, _HEADER_SCAN)):
+                parser.feed(tidy_header_block(chunk) if i == 0 else chunk)
             msg = parser.close()
-            if size == 0:
-                return decode_message(msg, BlobStore(blob_root), limits=limits)
-            # The original's bytes, paged in only where a forwarded message is.
+            if size == 0 or not _has_forwarded(msg):
+                return decode_message(msg, BlobStore(blob_root), raw_size=size, limits=limits)
             with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as raw:
                 return decode_message(msg, BlobStore(blob_root), raw_size=size, limits=limits, raw=raw)
-    except RecursionError:
-        with open(path, "rb") as fh:
+        except RecursionError:
+            fh.seek(0)
             return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, limits=limits)
 
 
-def _boundary_lines(path: Path, size: int) -> int:
-    """Lines starting with ``--`` in the first ``size`` bytes: a cheap upper
-    bound on the MIME parts, taken before the parser allocates any."""
-    count = 0
-    tail = b"\n"  # the file's start counts as a line start
-    with open(path, "rb") as fh:
-        for chunk in read_exactly(fh, size, 1 << 20):
-            count += (tail + chunk).count(b"\n--")
-            tail = chunk[-2:]
-    return count
-
-
 def parse_bytes(raw: bytes, blob_root: Path, limits: Limits = Limits()) -> ParsedMessage:
-    boundaries = (b"\n" + raw).count(b"\n--")
+    boundaries = _boundary_lines([raw])
     if boundaries > limits.boundary_lines:
-        out = _headers_only(raw[:_HEADER_SCAN], blob_root, note=None, limits=limits)
-        out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
-        return out
+        return _set_aside(raw[:_HEADER_SCAN], boundaries, blob_root, limits)
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         parser.feed(tidy_header_block(raw[:_HEADER_SCAN]) + raw[_HEADER_SCAN:])
-        return decode_message(parser.close(), BlobStore(blob_root), raw_size=len(raw), limits=limits, raw=raw)
+        msg = parser.close()
+        spans = raw if _has_forwarded(msg) else None
+        return decode_message(msg, BlobStore(blob_root), raw_size=len(raw), limits=limits, raw=spans)
     except RecursionError:
         return _headers_only(raw[:_HEADER_SCAN], blob_root, limits=limits)
+
+
+def _boundary_lines(chunks: Iterable[bytes]) -> int:
+    """Lines starting with ``--``: a cheap upper bound on the MIME parts,
+    taken before the parser allocates any."""
+    count = 0
+    tail = b"\n"  # the start counts as a line start
+    for chunk in chunks:
+        count += (tail + chunk).count(b"\n--")
+        tail = chunk[-2:]
+    return count
+
+
+def _set_aside(head: bytes, boundaries: int, blob_root: Path, limits: Limits) -> ParsedMessage:
+    out = _headers_only(head, blob_root, note=None, limits=limits)
+    out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
+    return out
+
+
+def _has_forwarded(msg: EmailMessage) -> bool:
+    """Whether any part carries a message (only then are the original's
+    bytes looked at again)."""
+    return any(part.get_content_maintype() == "message" for part in msg.walk())
 
 
 _HEADER_SCAN = 1 << 20
@@ -165,17 +172,25 @@ _SPACE_BEFORE_COLON = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
 _TYPE_WITHOUT_SEMICOLON = re.compile(rb"(?i)^(content-type:[ \t]*[\w.+-]+/[\w.+-]+)[ \t]+(?=[\w-]+[ \t]*=)")
 
 
+def _body_start(raw: bytes | mmap.mmap, start: int, end: int) -> int | None:
+    """Where the body begins after the header block that starts at ``start``
+    (just past its blank line), or None if there is no blank line."""
+    if raw[start : start + 2] == b"\r\n":
+        return start + 2
+    if raw[start : start + 1] == b"\n":
+        return start + 1
+    found = [i + n for i, n in ((raw.find(b"\n\r\n", start, end), 3), (raw.find(b"\n\n", start, end), 2)) if i >= 0]
+    return min(found) if found else None
+
+
 def tidy_header_block(head: bytes) -> bytes:
     """Leniency for the top-level header block, as mature parsers have it:
     ``Subject : hi`` is a header; Content-Type is unfolded (a quoted
     boundary folded across lines is one value) and gets the ``;`` a sender
     left out before its parameters. The stored original is untouched."""
-    end = head.find(b"\n\r\n")
-    end2 = head.find(b"\n\n")
-    ends = [e for e in (end, end2) if e >= 0]
-    if not ends:
+    cut = _body_start(head, 0, len(head))
+    if cut is None:
         return head
-    cut = min(ends) + 1
     lines = head[:cut].split(b"\n")
     out: list[bytes] = []
     for line in lines:
@@ -410,15 +425,6 @@ class _RawSpans:
         self.raw = raw
         self.spans: dict[int, tuple[int, int]] = {id(msg): (0, len(raw))}
 
-    def _body_start(self, start: int, end: int) -> int | None:
-        raw = self.raw
-        if raw[start : start + 2] == b"\r\n":
-            return start + 2
-        if raw[start : start + 1] == b"\n":
-            return start + 1
-        found = [i + n for i, n in ((raw.find(b"\n\r\n", start, end), 3), (raw.find(b"\n\n", start, end), 2)) if i >= 0]
-        return min(found) if found else None
-
     def _delimiters(self, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:
         """(line start, next line's start, closing?) of each delimiter line."""
         raw, marker, found, pos = self.raw, b"--" + boundary, [], start
@@ -440,7 +446,7 @@ class _RawSpans:
         boundary = part.get_boundary()
         if span is None or not boundary:
             return
-        body = self._body_start(*span)
+        body = _body_start(self.raw, *span)
         if body is None:
             return
         delimiters = self._delimiters(boundary.encode("utf-8", "surrogateescape"), body, span[1])
@@ -464,7 +470,7 @@ class _RawSpans:
         encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
         if span is None or encoding not in ("", "7bit", "8bit", "binary"):
             return None
-        body = self._body_start(*span)
+        body = _body_start(self.raw, *span)
         if body is None:
             return None
         self.spans[id(inner)] = (body, span[1])

@@ -3,9 +3,10 @@
 Parsing and database work run in a separate process so that they never
 take CPU or the GIL from the SMTP event loop. The supervisor (a thread in
 the relay's process) restarts the worker if it dies, and kills it when one
-parse runs past the time limit; the spool entry it was parsing is then
+parse runs past the time limit. The spool entry it was parsing is then
 marked as poison and stored unparsed, with a problem note, by the next
-worker. Mail is never lost on the way: it stays in the spool throughout.
+worker: at once after a time-out, after a second death otherwise (one death
+may be an outside kill). Mail is never lost on the way: it stays in the spool throughout.
 
 Relay and worker talk through pipes, never through a lock-holding primitive
 (a ``multiprocessing.Event`` whose lock a killed worker still holds would
@@ -135,7 +136,7 @@ class IngestSupervisor:
         (a full pipe already means a wake-up is pending)."""
         try:
             os.write(self._wake_w.fileno(), b"\0")
-        except (BlockingIOError, OSError):
+        except OSError:  # full (a wake-up is pending anyway), or the worker is gone
             pass
 
     def stop(self, timeout: float = 5) -> None:

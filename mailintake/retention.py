@@ -17,11 +17,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, bindparam, delete, exists, func, or_, select, text
+from sqlalchemy import Engine, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import audit
+from . import audit, search
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .models import Attachment, Message, Registration, utcnow
@@ -136,11 +136,7 @@ def purge(
             raw = {row.raw_sha256 for row in rows}
             stored = set(session.scalars(select(Attachment.sha256).where(Attachment.message_id.in_(ids))))
             session.execute(delete(Attachment).where(Attachment.message_id.in_(ids)))
-            if engine.dialect.name == "sqlite":  # FTS5 rows have no foreign key to cascade along
-                session.execute(
-                    text("DELETE FROM message_search WHERE rowid IN :ids").bindparams(bindparam("ids", expanding=True)),
-                    {"ids": ids},
-                )
+            search.remove(session.connection(), ids)
             session.execute(delete(Message).where(Message.id.in_(ids)))  # reads cascade
             for row in rows:
                 if row.status == "new":

@@ -81,6 +81,13 @@ class Status:
     current: str | None
     head: str
 
+    @property
+    def label(self) -> str:
+        """The revision as the commands print it."""
+        if self.state is State.UNVERSIONED:
+            return f"{BASELINE}（未記録）"
+        return self.current or "なし"
+
     def describe(self) -> str:
         return {
             State.EMPTY: "データベースは空です（最初の起動で作成されます）",

@@ -138,6 +138,16 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         return len(rows)
 
 
+def remove(conn: Connection, message_ids: list[int]) -> None:
+    """Drop messages about to be deleted from the index (PostgreSQL's rows
+    cascade with the message; SQLite's FTS5 rows have no foreign key)."""
+    if conn.dialect.name == "sqlite" and message_ids:
+        conn.execute(
+            text("DELETE FROM message_search WHERE rowid IN :ids").bindparams(bindparam("ids", expanding=True)),
+            {"ids": message_ids},
+        )
+
+
 def index_all(engine: Engine) -> int:
     total = 0
     while n := index_pending(engine):

@@ -50,9 +50,12 @@ class ConnectionGate:
         self.networks = networks
         self.max_connections = max_connections
         self.metrics = metrics
-        self.active = 0
         self.closing = False
         self.sessions: set[IntakeSMTP] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self.sessions)
 
     def allows(self, host: str) -> bool:
         try:
@@ -126,7 +129,6 @@ class IntakeSMTP(SMTP):
         self._on_spooled = on_spooled
         self._max_message_size = max_message_size
         self._refused = False
-        self._counted = False
         # From 354 until the reply to the data is written: a shutdown waits
         # for this, so a message either gets its 250 or is simply not taken.
         self.in_data = False
@@ -134,7 +136,8 @@ class IntakeSMTP(SMTP):
     # -- connection gate ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None and not self._counted:
+        # Called again after STARTTLS, with the TLS transport: counted once.
+        if self.transport is None and self not in self._gate.sessions:
             peer = transport.get_extra_info("peername")
             host = peer[0] if peer else ""
             reply = None
@@ -153,18 +156,13 @@ class IntakeSMTP(SMTP):
                 transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
                 transport.close()
                 return
-            self._gate.active += 1
-            self._counted = True
             self._gate.sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
-        if self._counted:
-            self._counted = False
-            self._gate.active -= 1
-            self._gate.sessions.discard(self)
+        self._gate.sessions.discard(self)
         super().connection_lost(error)
 
     def hang_up(self, reply: str | None = REPLY_SHUTTING_DOWN) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mailintake.config import Settings
 
-from .conftest import ServiceProcess, wait_for
+from .conftest import ServiceProcess, require, wait_for
 from .mails import make_message, send
 
 SOUMU = "soumu@city.example.jp"
@@ -112,8 +112,7 @@ def test_generated_mta_commands_are_written_only_into_a_private_folder(
 def test_root_is_refused_in_a_data_folder_owned_by_the_service_account(
     make_settings: Callable[..., Settings],
 ) -> None:
-    if os.geteuid() != 0:
-        return  # only root can be refused
+    require(os.geteuid() == 0, "only root can be refused; the tests run as root")
     settings = make_settings()
     assert cli(settings, "address", "add", SOUMU, "--section", "総務課").returncode == 0
     os.chown(settings.data_dir, 65534, 65534)  # nobody

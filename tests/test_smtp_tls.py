@@ -14,12 +14,13 @@ import pytest
 from mailintake.config import Settings
 from mailintake.services import Services
 
-from .conftest import ServiceThread, wait_for
+from .conftest import ServiceThread, apt_install, require, wait_for
 from .mails import make_message
 
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    require(apt_install("openssl", "/usr/bin/openssl"), "Debian's openssl package is not installable here")
     cert, key = tmp_path / "relay.pem", tmp_path / "relay.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
