@@ -65,8 +65,7 @@ def validate_address(address: str) -> str:
         raise AddressError(f"アドレスが長すぎます: {address!r}")
     if not sep or not _LOCAL_PART.fullmatch(local) or not _DOMAIN.fullmatch(domain) or len(local) > 64:
         raise AddressError(
-            f"収受用アドレスとして使えません: {address!r}"
-            "（@ の前は英数字と . _ + - だけ、@ の後はドメイン名）"
+            f"収受用アドレスとして使えません: {address!r}（@ の前は英数字と . _ + - だけ、@ の後はドメイン名）"
         )
     return normalized
 

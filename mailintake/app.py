@@ -25,6 +25,7 @@ from .api import Api
 from .db import database_reachable
 from .errors import MailintakeError
 from .metrics import render as render_metrics
+from .models import MAX_ROW_ID
 from .services import Services
 from .sessions import SESSION_COOKIE
 from .ui import WebUI, error_page, page
@@ -86,7 +87,7 @@ def create_app(services: Services) -> Starlette:
         loader=jinja2.FileSystemLoader(str(web.TEMPLATE_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
     )
     templates = Jinja2Templates(env=environment)
-    api = Api(services.messages, services.blobs, services.originals, services.tokens)
+    api = Api(services)
     ui = WebUI(services, templates)
 
     def healthz(request: Request) -> Response:
@@ -97,7 +98,12 @@ def create_app(services: Services) -> Starlette:
     def metrics(request: Request) -> Response:
         if not _client_in(request, services.settings.metrics_allow):
             return JSONResponse({"error": "not allowed (metrics_allow)"}, status_code=403)
-        body = render_metrics(services.settings.data_dir, services.spool.backlog, services.engine)
+        body = render_metrics(
+            services.settings.data_dir,
+            services.spool.backlog,
+            services.engine,
+            services.settings.handoff_ack_warn_hours,
+        )
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     def index(request: Request) -> Response:
@@ -169,7 +175,8 @@ class _RowId(Convertor[int]):
     regex = "[0-9]{1,18}"
 
     def convert(self, value: str) -> int:
-        return int(value)
+        number = int(value)
+        return number if number <= MAX_ROW_ID else 0  # 0 is no row: the page answers 404
 
     def to_string(self, value: int) -> str:
         return str(value)

@@ -26,6 +26,7 @@ from .config import Settings, load_settings
 from .errors import MailintakeError
 from .models import ROLES
 from .services import Services, build_services
+from .tokens import DEFAULT_SCOPES, SCOPES
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -354,19 +355,30 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(SCOPES),
+    help="What the token may do (repeatable); default messages:read. "
+    "A document system needs registrations:read and registrations:ack.",
+)
+@click.option("--section", "sections", multiple=True, help="Limit the token to this section (repeatable).")
 @common_options
-def token_create(settings: Settings, name: str) -> None:
+def token_create(settings: Settings, name: str, scopes: tuple[str, ...], sections: tuple[str, ...]) -> None:
     """Create a token; it is printed once, as the last word."""
-    value = _services(settings).tokens.create(name)
+    value = _services(settings).tokens.create(name, scopes or DEFAULT_SCOPES, list(sections) or None)
     click.echo(f"token for {name}: {value}")
 
 
 @token.command("list")
 @common_options
 def token_list(settings: Settings) -> None:
-    """List token names."""
-    for name, revoked in _services(settings).tokens.list():
-        click.echo(f"{name}\t{'revoked' if revoked else 'active'}")
+    """List tokens with their scopes and sections."""
+    for info in _services(settings).tokens.list():
+        sections = ",".join(sorted(info.section_names)) if info.section_names is not None else "all sections"
+        state = "revoked" if info.revoked else "active"
+        click.echo(f"{info.name}\t{state}\t{' '.join(sorted(info.scopes))}\t{sections}")
 
 
 @token.command("revoke")
@@ -602,6 +614,34 @@ def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismi
     finally:
         os.close(lock)
     click.echo(f"削除しました（{rule.describe()}）: {result.describe()}")
+
+
+# -- hand-off -------------------------------------------------------------------------
+
+
+@cli.command("catalogue")
+@click.option("--fiscal-year", type=click.IntRange(1989, 9999), required=True, help="年度, e.g. 2026.")
+@click.option("--encoding", type=click.Choice(["utf-8", "cp932"]), default="utf-8", show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (created 0600); standard output when omitted.",
+)
+@common_options
+def catalogue_command(settings: Settings, fiscal_year: int, encoding: str, output: Path | None) -> None:
+    """Write the 目録情報 CSV of a fiscal year: the 収受文書 in force."""
+    from .handoff import catalogue
+
+    data = catalogue.catalogue_csv(_services(settings).engine, fiscal_year, encoding)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    rows = data.count(b"\n") - 1
+    click.echo(f"{output} に {rows} 件を書き出しました", err=True)
 
 
 # -- backlog import -------------------------------------------------------------

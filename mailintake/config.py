@@ -136,6 +136,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("session_hours", 10.0, "Hours a web sign-in lasts."),
     Setting(
+        "handoff_push_dir",
+        "",
+        "Push mode: the linkage engine's outbox folder for the document system; every registration event is "
+        "also written there as a package (temporary name, then rename). Empty: the document system pulls the feed.",
+    ),
+    Setting(
+        "handoff_ack_warn_hours",
+        24.0,
+        "Hours after which a registration the document system has not acknowledged is listed for section "
+        "administrators and counted in /metrics; 0 turns the warning off.",
+    ),
+    Setting(
         "filelink_status",
         "",
         "The file-share linkage engine's status file (its status_file), shown to system administrators; "
@@ -180,6 +192,8 @@ class Settings:
     retention_periods: tuple[str, ...]
     session_hours: float
     filelink_status: Path | None
+    handoff_push_dir: Path | None
+    handoff_ack_warn_hours: float
 
     @property
     def blob_dir(self) -> Path:
@@ -284,6 +298,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         retention_periods=_choices(raw, "retention_periods"),
         session_hours=_float(raw, "session_hours", minimum=0.1),
         filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
+        handoff_push_dir=_path(raw["handoff_push_dir"]),
+        handoff_ack_warn_hours=_float(raw, "handoff_ack_warn_hours", minimum=0),
     )
 
 

@@ -3,6 +3,7 @@ addresses of the user's sections."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from . import jpdates, search
 from .accounts import UserInfo
 from .errors import BadRequest, NotFound
 from .messages import decode_cursor, encode_cursor
-from .models import Address, Attachment, Message, MessageRead
+from .models import Address, Attachment, Message, MessageRead, Registration
 from .visibility import visible_addresses, visible_message
 
 STATUS_LABELS = {"new": "未処理", "registered": "収受済", "dismissed": "対象外"}
@@ -85,6 +86,8 @@ class InboxRow:
     attachment_bytes: int
     status: str
     unread: bool
+    # 回答期限 of the mail's registration, for the due badge.
+    reply_due: dt.date | None = None
 
     @property
     def status_label(self) -> str:
@@ -180,7 +183,7 @@ class Inbox:
                         )
                     )
             rows = [InboxRow(*row) for row in session.execute(stmt).all()]  # type: ignore[call-arg]
-        page = rows[: wanted.limit]
+            page = _with_reply_dues(session, rows[: wanted.limit])
         next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > wanted.limit else None
         return InboxPage(page, next_cursor)
 
@@ -217,3 +220,19 @@ class Inbox:
 
 def _jst_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=jpdates.JST)
+
+
+def _with_reply_dues(session: Session, rows: list[InboxRow]) -> list[InboxRow]:
+    registered = [row.id for row in rows if row.status == "registered"]
+    if not registered:
+        return rows
+    dues = dict(
+        session.execute(
+            select(Registration.message_id, Registration.reply_due).where(
+                Registration.message_id.in_(registered),
+                Registration.status == "active",
+                Registration.reply_due.is_not(None),
+            )
+        ).all()
+    )
+    return [dataclasses.replace(row, reply_due=dues.get(row.id)) for row in rows]

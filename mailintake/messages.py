@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,10 @@ class MessageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def list(self, query: MessageQuery) -> tuple[list[dict[str, Any]], str | None]:
+    def list(
+        self, query: MessageQuery, sections: Collection[str] | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of summaries; ``sections`` (names) limits it to their addresses."""
         # Summary columns only: a page never loads message bodies.
         stmt = (
             select(
@@ -100,6 +104,8 @@ class MessageStore:
                 if address_id is None:
                     raise BadRequest(f"unknown address: {query.address}")
                 stmt = stmt.where(Message.address_id == address_id)
+            if sections is not None:
+                stmt = stmt.where(Address.section.in_(list(sections)))
             if query.status:
                 stmt = stmt.where(Message.status == query.status)
             if query.q:
@@ -128,27 +134,31 @@ class MessageStore:
                 next_cursor = encode_cursor(page[-1].received_at, page[-1].id)
             return [_summary(row) for row in page], next_cursor
 
-    def detail(self, message_id: int) -> dict[str, Any]:
+    def detail(self, message_id: int, sections: Collection[str] | None = None) -> dict[str, Any]:
         with Session(self.engine) as session:
             message = session.scalar(
                 select(Message).options(selectinload(Message.attachments)).where(Message.id == message_id)
             )
-            if message is None:
+            if message is None or (sections is not None and message.address.section not in sections):
                 raise NotFound(f"no message {message_id}")
             return _detail(message)
 
-    def raw_ref(self, message_id: int) -> tuple[str, int]:
+    def raw_ref(self, message_id: int, sections: Collection[str] | None = None) -> tuple[str, int]:
         """(sha256, size) of the original message."""
         with Session(self.engine) as session:
-            row = session.execute(select(Message.raw_sha256, Message.raw_size).where(Message.id == message_id)).first()
-            if row is None:
+            row = session.execute(
+                select(Message.raw_sha256, Message.raw_size, Address.section)
+                .join(Address, Address.id == Message.address_id)
+                .where(Message.id == message_id)
+            ).first()
+            if row is None or (sections is not None and row.section not in sections):
                 raise NotFound(f"no message {message_id}")
             return row.raw_sha256, int(row.raw_size)
 
-    def attachment(self, attachment_id: int) -> Attachment:
+    def attachment(self, attachment_id: int, sections: Collection[str] | None = None) -> Attachment:
         with Session(self.engine) as session:
             row = session.get(Attachment, attachment_id)
-            if row is None:
+            if row is None or (sections is not None and row.message.address.section not in sections):
                 raise NotFound(f"no attachment {attachment_id}")
             session.expunge(row)
             return row

@@ -9,6 +9,7 @@ restarts, which Prometheus handles.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -25,7 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .models import Message, Registration
+from .handoff import feed
+from .models import Message, Registration, utcnow
 
 REFUSAL_REASONS = ("not_relay_network", "too_many_connections", "unknown_recipient", "too_big", "spool_error")
 
@@ -87,10 +89,11 @@ class RelayMetrics:
 
 
 class IntakeCollector(Collector):
-    def __init__(self, data_dir: Path, spool_backlog: Any, engine: Any) -> None:
+    def __init__(self, data_dir: Path, spool_backlog: Any, engine: Any, ack_warn_hours: float = 0) -> None:
         self.data_dir = data_dir
         self.spool_backlog = spool_backlog
         self.engine = engine
+        self.ack_warn_hours = ack_warn_hours
 
     def collect(self) -> Iterator[Any]:
         folder = metrics_dir(self.data_dir)
@@ -131,6 +134,11 @@ class IntakeCollector(Collector):
             "収受登録 made, by their state now (cancelled = 取消; numbers are never reused).",
             labels=["status"],
         )
+        unacknowledged = GaugeMetricFamily(
+            "mailintake_registrations_unacknowledged",
+            "Registrations whose newest event the document system has not acknowledged within "
+            "handoff_ack_warn_hours (0 when the warning is off).",
+        )
         up = GaugeMetricFamily("mailintake_database_up", "1 when the database answered this scrape.")
         try:
             with Session(self.engine) as session:
@@ -141,6 +149,12 @@ class IntakeCollector(Collector):
                 registered = dict(
                     session.execute(select(Registration.status, func.count()).group_by(Registration.status)).all()
                 )
+                late = (
+                    len(feed.awaiting_ack(session, utcnow() - dt.timedelta(hours=self.ack_warn_hours)))
+                    if self.ack_warn_hours
+                    else 0
+                )
+            unacknowledged.add_metric([], late)
             for status in ("new", "registered", "dismissed"):
                 messages.add_metric([status], counts.get(status, 0))
             for status in ("active", "cancelled"):
@@ -150,10 +164,11 @@ class IntakeCollector(Collector):
             up.add_metric([], 0)
         yield messages
         yield registrations
+        yield unacknowledged
         yield up
 
 
-def render(data_dir: Path, spool_backlog: Any, engine: Any) -> bytes:
+def render(data_dir: Path, spool_backlog: Any, engine: Any, ack_warn_hours: float = 0) -> bytes:
     registry = CollectorRegistry()
-    registry.register(IntakeCollector(data_dir, spool_backlog, engine))
+    registry.register(IntakeCollector(data_dir, spool_backlog, engine, ack_warn_hours))
     return generate_latest(registry)

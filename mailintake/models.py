@@ -44,6 +44,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC)
 
 
+# Row ids are INTEGER: PostgreSQL refuses a larger number outright, so a
+# path with one is answered 404 before it reaches the database.
+MAX_ROW_ID = 2**31 - 1
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -167,6 +172,11 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Space-separated scopes (tokens.SCOPES); tokens made before scopes
+    # existed could read messages, and still can.
+    scopes: Mapped[str] = mapped_column(String(200), default="messages:read", server_default="messages:read")
+    # Section ids the token is limited to; None: every section.
+    section_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
 
 class Section(Base):
@@ -245,6 +255,8 @@ class Classification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), nullable=True)
     name: Mapped[str] = mapped_column(String(200))
+    # 分類コード as the document system knows it, when the site uses codes.
+    code: Mapped[str] = mapped_column(String(50), default="", server_default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
@@ -285,6 +297,10 @@ class Registration(Base):
     classification_path: Mapped[str] = mapped_column(Text, default="")
     retention: Mapped[str] = mapped_column(String(50))
     remarks: Mapped[str] = mapped_column(Text, default="")
+    # 先方文書番号: the sender's own number for the document (8総総第123号).
+    sender_reference: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # 回答期限, when the document asks for an answer.
+    reply_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     attachment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active / cancelled (取消)
     registered_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -292,6 +308,40 @@ class Registration(Base):
     cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # The hand-off (handoff/feed.py): the newest event of this registration,
+    # and the newest one the document system acknowledged.
+    last_event_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acked_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+class RegistrationEvent(Base):
+    """What the document system reads, in the order the events committed
+    (see handoff/feed.py for why ``seq`` follows commit order)."""
+
+    __tablename__ = "registration_events"
+    # AUTOINCREMENT: a sequence number is never given twice on SQLite either.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    registration_id: Mapped[int] = mapped_column(ForeignKey("registrations.id"), index=True)
+    event: Mapped[str] = mapped_column(String(16))  # registered / amended / cancelled
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HandoffPush(Base):
+    """Push mode's progress (handoff/push.py): events up to ``last_seq`` are
+    in the outbox; ``writing_seq`` is the one whose file was complete under
+    its temporary name when the process last recorded progress."""
+
+    __tablename__ = "handoff_push"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    writing_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    writing_name: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):

@@ -10,7 +10,6 @@ number back with it, so numbers have no gaps and are never reused.
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from . import audit, charsets, jpdates
+from . import audit, jpdates
 from .accounts import UserInfo
 from .errors import BadRequest, ConfigError, Conflict, NotFound
+from .handoff import feed
 from .models import (
     Attachment,
     Classification,
@@ -33,7 +33,7 @@ from .models import (
     utcnow,
 )
 from .sections import ensure_section
-from .spreadsheet import csv_text
+from .spreadsheet import csv_bytes
 from .visibility import visible_message
 
 Clock = Callable[[], dt.datetime]
@@ -49,6 +49,22 @@ class RegistrationRequest:
     classification_id: int | None = None
     remarks: str = ""
     attachment_ids: Sequence[int] = field(default_factory=tuple)
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """訂正 of a registration's descriptive fields; the number, the mail and
+    the documents chosen stay."""
+
+    subject: str
+    sender: str
+    retention: str
+    classification_id: int | None = None
+    remarks: str = ""
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,19 @@ class RegistrationInfo:
     registered_at: dt.datetime
     cancelled_at: dt.datetime | None
     cancel_reason: str
+    section_id: int = 0
+    classification_id: int | None = None
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+    # The document system's acknowledgement of the newest event, if given.
+    handed_off_at: dt.datetime | None = None
+    handoff_pending: bool = False
+
+    def reply_state(self, today: dt.date) -> str | None:
+        """ "overdue" past the 回答期限, "due" until then, None without one."""
+        if self.reply_due is None or self.status == "cancelled":
+            return None
+        return "overdue" if self.reply_due < today else "due"
 
     @property
     def received_on_wareki(self) -> str:
@@ -122,7 +151,7 @@ class Registry:
             self._validate(request)
         now = self.clock()
         with Session(self.engine) as session, session.begin():
-            created = []
+            created: list[Registration] = []
             for request in requests:
                 # First write of the transaction: claims the message, so two
                 # clerks cannot register the same mail twice.
@@ -151,6 +180,8 @@ class Registry:
                     classification_path=_classification_path(session, request.classification_id),
                     retention=request.retention,
                     remarks=request.remarks.strip(),
+                    sender_reference=request.sender_reference.strip(),
+                    reply_due=request.reply_due,
                     attachment_ids=_document_attachments(session, message.id, request.attachment_ids),
                     registered_by=user.id,
                     registered_at=now,
@@ -167,18 +198,61 @@ class Registry:
                     client_address=client_address,
                     at=now,
                 )
-                created.append(registration.id)
-        return [self.get(user, registration_id) for registration_id in created]
+                created.append(registration)
+            feed.record(session, [(registration, "registered") for registration in created], now)
+            ids = [registration.id for registration in created]
+        return [self.get(user, registration_id) for registration_id in ids]
 
-    def _validate(self, request: RegistrationRequest) -> None:
+    def _validate(self, request: RegistrationRequest | Amendment, received_on: dt.date | None = None) -> None:
         if not request.subject.strip():
             raise BadRequest("件名を入力してください")
         if not request.sender.strip():
             raise BadRequest("発信者を入力してください")
         if request.retention not in self.retention_periods:
             raise BadRequest(f"保存期間は {'・'.join(self.retention_periods)} から選んでください")
-        if request.received_on > jpdates.jst_date(self.clock()):
-            raise BadRequest("収受日に未来の日付は指定できません")
+        if len(request.sender_reference.strip()) > 200:
+            raise BadRequest("先方文書番号は200文字以内で入力してください")
+        if isinstance(request, RegistrationRequest):
+            received_on = request.received_on
+            if received_on > jpdates.jst_date(self.clock()):
+                raise BadRequest("収受日に未来の日付は指定できません")
+        if request.reply_due is not None and received_on is not None and request.reply_due < received_on:
+            raise BadRequest("回答期限が収受日より前になっています")
+
+    def amend(
+        self, user: UserInfo, registration_id: int, amendment: Amendment, client_address: str = ""
+    ) -> RegistrationInfo:
+        """訂正 by a section administrator: the document system receives an
+        ``amended`` event with the corrected record."""
+        if not user.is_section_admin:
+            raise NotFound(f"no registration {registration_id}")
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            registration = self._visible_registration(session, user, registration_id)
+            if registration.status == "cancelled":
+                raise Conflict(f"{registration.receipt_number} は取り消されているため訂正できません")
+            self._validate(amendment, registration.received_on)
+            registration.subject = amendment.subject.strip()
+            registration.sender = amendment.sender.strip()
+            registration.retention = amendment.retention
+            if amendment.classification_id != registration.classification_id:
+                registration.classification_id = amendment.classification_id
+                registration.classification_path = _classification_path(session, amendment.classification_id)
+            registration.remarks = amendment.remarks.strip()
+            registration.sender_reference = amendment.sender_reference.strip()
+            registration.reply_due = amendment.reply_due
+            audit.record(
+                session,
+                user,
+                "amend",
+                message_id=registration.message_id,
+                section_id=registration.section_id,
+                detail=registration.receipt_number,
+                client_address=client_address,
+                at=now,
+            )
+            feed.record(session, [(registration, "amended")], now)
+        return self.get(user, registration_id)
 
     def cancel(self, user: UserInfo, registration_id: int, reason: str, client_address: str = "") -> RegistrationInfo:
         """取消: the number stays taken; the mail becomes 未処理 again."""
@@ -210,6 +284,7 @@ class Registry:
                 client_address=client_address,
                 at=now,
             )
+            feed.record(session, [(registration, "cancelled")], now)
         return self.get(user, registration_id)
 
     # -- 対象外 ----------------------------------------------------------------------
@@ -276,6 +351,15 @@ class Registry:
                 .where(Registration.section_id == section_id, Registration.fiscal_year == fiscal_year)
                 .order_by(Registration.symbol, Registration.number)
             ).all()
+            return [_info(session, r) for r in rows]
+
+    def awaiting_handoff(self, user: UserInfo, section_id: int, older_than: dt.timedelta) -> list[RegistrationInfo]:
+        """Registrations of the section whose newest event the document
+        system has not acknowledged within ``older_than``."""
+        if not user.is_system_admin and section_id not in {s.id for s in user.sections}:
+            raise NotFound(f"no section {section_id}")
+        with Session(self.engine) as session:
+            rows = feed.awaiting_ack(session, self.clock() - older_than, [section_id])
             return [_info(session, r) for r in rows]
 
     def _visible_registration(self, session: Session, user: UserInfo, registration_id: int) -> Registration:
@@ -390,6 +474,12 @@ def _info(session: Session, registration: Registration) -> RegistrationInfo:
         registered_at=registration.registered_at,
         cancelled_at=registration.cancelled_at,
         cancel_reason=registration.cancel_reason,
+        section_id=registration.section_id,
+        classification_id=registration.classification_id,
+        sender_reference=registration.sender_reference,
+        reply_due=registration.reply_due,
+        handed_off_at=registration.acked_at if registration.acked_seq else None,
+        handoff_pending=feed.pending(registration),
     )
 
 
@@ -408,19 +498,17 @@ BOOK_COLUMNS = (
     "取消理由",
     "登録者",
     "登録日時",
+    # Added later, so at the end: a sheet that reads the columns above by
+    # position keeps working.
+    "先方文書番号",
+    "回答期限",
+    "連携",
 )
-CSV_ENCODINGS = {"utf-8": "utf-8-sig", "cp932": "cp932"}
 
 
 def book_csv(rows: Sequence[RegistrationInfo], encoding: str) -> bytes:
-    """The 収受簿 as CSV: UTF-8 with BOM (Excel opens it as UTF-8) or CP932
-    for older Excel; a character CP932 lacks becomes 〓, as in 外字 practice."""
-    if encoding not in CSV_ENCODINGS:
-        raise BadRequest("encoding must be utf-8 or cp932")
-    text = csv_text(BOOK_COLUMNS, (_book_row(row) for row in rows))
-    if encoding == "cp932":
-        return charsets.normalize(text).encode("cp932", errors="replace_with_geta")
-    return text.encode("utf-8-sig")
+    """The 収受簿 as CSV (see spreadsheet.csv_bytes for the encodings)."""
+    return csv_bytes(BOOK_COLUMNS, (_book_row(row) for row in rows), encoding)
 
 
 def _book_row(row: RegistrationInfo) -> list[Any]:
@@ -437,12 +525,14 @@ def _book_row(row: RegistrationInfo) -> list[Any]:
         row.cancel_reason,
         row.registered_by,
         jpdates.to_jst(row.registered_at).strftime("%Y-%m-%d %H:%M"),
+        row.sender_reference,
+        jpdates.wareki(row.reply_due) if row.reply_due else "",
+        handoff_label(row),
     ]
 
 
-def _replace_with_geta(error: UnicodeError) -> tuple[str, int]:
-    assert isinstance(error, UnicodeEncodeError)
-    return "〓" * (error.end - error.start), error.end
-
-
-codecs.register_error("replace_with_geta", _replace_with_geta)
+def handoff_label(row: RegistrationInfo) -> str:
+    """連携済 (with the time) once the document system acknowledged the newest event."""
+    if row.handed_off_at is not None and not row.handoff_pending:
+        return "連携済 " + jpdates.to_jst(row.handed_off_at).strftime("%Y-%m-%d %H:%M")
+    return "連携待ち"

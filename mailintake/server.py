@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .app import create_app
 from .config import Settings
+from .handoff import push
 from .ingest_process import IngestSupervisor
 from .schema import ensure_current
 from .services import Services, build_services
@@ -68,6 +70,7 @@ async def run_service(
     relay: SmtpRelay | None = None
     web_task: asyncio.Task[None] | None = None
     server: uvicorn.Server | None = None
+    pusher: tuple[threading.Thread, threading.Event] | None = None
     try:
         if smtp:
             ingester = IngestSupervisor(settings)
@@ -96,6 +99,9 @@ async def run_service(
             if web_task.done():
                 web_task.result()  # raises the bind error
             _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
+        if settings.handoff_push_dir is not None:
+            pusher = push.start(services.engine, services.blobs, services.originals, settings.handoff_push_dir)
+            _announce(on_ready, f"push mode into {settings.handoff_push_dir}")
         _announce(on_ready, f"data in {settings.data_dir}")
 
         stop_task = asyncio.create_task(stop.wait())
@@ -105,7 +111,11 @@ async def run_service(
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()
     finally:
+        if pusher is not None:
+            pusher[1].set()  # it stops between two packages
         await _shut_down(server, web_task, relay, ingester)
+        if pusher is not None:
+            await asyncio.to_thread(pusher[0].join, SHUTDOWN_GRACE_SECONDS)
         services.close()
     log.info("stopped")
 

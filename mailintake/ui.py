@@ -30,7 +30,7 @@ from .errors import BadRequest, Forbidden, MailintakeError, NotFound, TooManyAtt
 from .filenames import display_name
 from .inbox import PAGE_SIZES, STATUS_LABELS, InboxFilter
 from .models import ROLES
-from .registry import CSV_ENCODINGS, RegistrationRequest, book_csv
+from .registry import Amendment, RegistrationRequest, book_csv, handoff_label
 from .services import Services
 from .sessions import (
     CSRF_FIELD,
@@ -41,6 +41,7 @@ from .sessions import (
     PasswordChecks,
     tokens_match,
 )
+from .spreadsheet import ENCODINGS as CSV_ENCODINGS
 
 Handler = Callable[[Request], Response]
 
@@ -48,6 +49,7 @@ NOTICES = {
     "dismissed": "対象外にしました。",
     "undismissed": "対象外を取り消し、未処理に戻しました。",
     "cancelled": "収受を取り消しました。番号は欠番として残ります。",
+    "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
     "saved": "保存しました。",
     "logged_out": "ログアウトしました。",
 }
@@ -155,6 +157,8 @@ def install_filters(templates: Jinja2Templates) -> None:
     # Defaults for pages rendered without a session (sign-in, errors).
     env.globals.update(user=None, csrf_token="", notice=None)
     env.globals["wareki_fiscal_year"] = jpdates.wareki_fiscal_year
+    env.globals["today_jst"] = lambda: dt.datetime.now(jpdates.JST).date()
+    env.filters["handoff_label"] = handoff_label
 
 
 class WebUI:
@@ -195,6 +199,8 @@ class WebUI:
             post("/register", self.register),
             get("/registered", self.registered),
             post("/registrations/{registration_id:id}/cancel", self.cancel, role="section_admin"),
+            get("/registrations/{registration_id:id}/edit", self.amend_form, role="section_admin"),
+            post("/registrations/{registration_id:id}/edit", self.amend, role="section_admin"),
             get("/book", self.book),
             get("/book.csv", self.book_export),
         ]
@@ -478,10 +484,8 @@ class WebUI:
             received_on = dt.date.fromisoformat(value("received_on"))
         except ValueError as exc:
             raise BadRequest("収受日を YYYY-MM-DD で入力してください") from exc
-        classification = value("classification")
         try:
             attachment_ids = [int(v) for v in form.getlist(f"attachment_{message_id}") if isinstance(v, str)]
-            classification_id = int(classification) if classification else None
         except ValueError as exc:
             raise BadRequest("入力が正しくありません") from exc
         return RegistrationRequest(
@@ -490,9 +494,46 @@ class WebUI:
             sender=value("sender"),
             received_on=received_on,
             retention=value("retention"),
-            classification_id=classification_id,
+            classification_id=_optional_id(value("classification")),
             remarks=value("remarks"),
             attachment_ids=attachment_ids,
+            sender_reference=value("sender_reference"),
+            reply_due=_optional_date(value("reply_due"), "回答期限"),
+        )
+
+    def amend_form(self, request: Request) -> Response:
+        registration = self.services.registry.get(_session(request).user, _path_int(request, "registration_id"))
+        return self.render(
+            request,
+            "amend.html",
+            r=registration,
+            classifications=self.services.registry.classifications(),
+            retention_periods=self.services.settings.retention_periods,
+        )
+
+    def amend(self, request: Request) -> Response:
+        form = _form(request)
+
+        def value(name: str) -> str:
+            return _text(form, name) or ""
+
+        registration = self.services.registry.amend(
+            _session(request).user,
+            _path_int(request, "registration_id"),
+            Amendment(
+                subject=value("subject"),
+                sender=value("sender"),
+                retention=value("retention"),
+                classification_id=_optional_id(value("classification")),
+                remarks=value("remarks"),
+                sender_reference=value("sender_reference"),
+                reply_due=_optional_date(value("reply_due"), "回答期限"),
+            ),
+            client_address(request),
+        )
+        return RedirectResponse(
+            f"/book?section={registration.section_id}&year={registration.fiscal_year}&notice=amended",
+            status_code=303,
         )
 
     def registered(self, request: Request) -> Response:
@@ -535,7 +576,14 @@ class WebUI:
         user = _session(request).user
         sections, section, year = self._book_choice(request)
         rows = self.services.registry.book(user, section.id, year)
-        current = jpdates.fiscal_year(dt.datetime.now(jpdates.JST).date())
+        today = dt.datetime.now(jpdates.JST).date()
+        current = jpdates.fiscal_year(today)
+        warn_hours = self.services.settings.handoff_ack_warn_hours
+        awaiting = (
+            self.services.registry.awaiting_handoff(user, section.id, dt.timedelta(hours=warn_hours))
+            if user.is_section_admin and warn_hours
+            else []
+        )
         return self.render(
             request,
             "book.html",
@@ -544,6 +592,9 @@ class WebUI:
             year=year,
             years=list(range(current, current - 6, -1)),
             rows=rows,
+            today=today,
+            awaiting=awaiting,
+            warn_hours=warn_hours,
         )
 
     def book_export(self, request: Request) -> Response:
@@ -566,6 +617,22 @@ class WebUI:
             media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
             headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
         )
+
+
+def _optional_id(value: str) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError as exc:
+        raise BadRequest("入力が正しくありません") from exc
+
+
+def _optional_date(value: str, label: str) -> dt.date | None:
+    if not value.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise BadRequest(f"{label}を YYYY-MM-DD で入力してください") from exc
 
 
 def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeError) -> Response:

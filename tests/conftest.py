@@ -26,6 +26,7 @@ import sqlalchemy
 from mailintake.config import Settings, load_settings
 from mailintake.server import run_service
 from mailintake.services import Services, build_services
+from mailintake.tokens import SCOPES
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("MAILINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -282,7 +283,7 @@ def service(settings: Settings, services: Services, designated: str, start_servi
 
 @pytest.fixture
 def token(services: Services) -> str:
-    return services.tokens.create(f"test-{secrets.token_hex(3)}")
+    return services.tokens.create(f"test-{secrets.token_hex(3)}", SCOPES)
 
 
 @pytest.fixture
@@ -304,6 +305,8 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         env = dict(os.environ, MAILINTAKE_DATABASE_URL=self.settings.database_url, MAILINTAKE_LOG_LEVEL="WARNING")
+        if self.settings.handoff_push_dir is not None:
+            env["MAILINTAKE_HANDOFF_PUSH_DIR"] = str(self.settings.handoff_push_dir)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [

@@ -96,6 +96,7 @@ def test_an_expired_probe_is_shown_and_counted(services: Services, service: Serv
         )
     send(service.smtp_port, with_probe_header("期限切れのプローブ", header, message_id=message_id))
     wait_for(lambda: "期限切れのプローブ" in listed_subjects(api), 15)
+
     def counted() -> bool:
         return "mailintake_invalid_probes_total 1.0" in httpx.get(f"{service.base_url}/metrics").text
 

@@ -1,0 +1,184 @@
+"""The registration feed: every registration, amendment and cancellation as
+an event, read with an opaque cursor, never skipped, never repeated.
+
+A consumer that has read up to event N must never later meet an event
+numbered below N that was not there when it read, so ``seq`` has to follow
+commit order, not the order in which transactions began:
+
+* **SQLite** has one writer at a time. A write transaction holds the
+  database's write lock from its first write until it commits, and the
+  event rows are written inside it (AUTOINCREMENT: max + 1). No other
+  transaction can number an event until this one has committed.
+* **PostgreSQL** hands out sequence values when a row is inserted, not when
+  it commits: a long transaction could hold 5 while 6 commits, and a reader
+  would move past 5. So every transaction that records events first takes
+  one transaction-level advisory lock (:data:`FEED_LOCK`), which PostgreSQL
+  releases only after the commit is visible to others. The transaction
+  holding N is visible before any other can draw N + 1. A rolled-back
+  transaction leaves a gap that nothing later fills.
+
+Events are recorded as the last writes of their transaction, so the lock is
+held only from there to the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from ..errors import BadRequest, NotFound
+from ..models import Registration, RegistrationEvent, utcnow
+from .records import registration_records
+
+EVENTS = ("registered", "amended", "cancelled")
+MAX_PAGE = 500
+# "mailhand" as a number: any constant, the same in every process.
+FEED_LOCK = 0x6D61696C68616E64
+
+
+def record(session: Session, changed: Sequence[tuple[Registration, str]], at: dt.datetime) -> None:
+    """Append events for ``changed`` (registration, event); call it last
+    before the commit (see the module docstring)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
+    for registration, event in changed:
+        assert event in EVENTS, event
+        row = RegistrationEvent(registration_id=registration.id, event=event, at=at)
+        session.add(row)
+        session.flush()
+        registration.last_event_seq = row.seq
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"e1:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        version, _, seq = raw.partition(":")
+        if version != "e1" or not seq.isdigit():
+            raise ValueError(raw)
+        return int(seq)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor") from exc
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[dict[str, Any]]
+    next_cursor: str
+    has_more: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"items": self.items, "next_cursor": self.next_cursor, "has_more": self.has_more}
+
+
+def read(engine: Engine, cursor: str | None, limit: int, section_ids: Iterable[int] | None = None) -> FeedPage:
+    """Events after ``cursor`` in commit order, each with the registration's
+    current record; ``section_ids`` limits them to those sections."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    after = decode_cursor(cursor)
+    stmt = (
+        select(RegistrationEvent).where(RegistrationEvent.seq > after).order_by(RegistrationEvent.seq).limit(limit + 1)
+    )
+    if section_ids is not None:
+        stmt = stmt.join(Registration, Registration.id == RegistrationEvent.registration_id).where(
+            Registration.section_id.in_(list(section_ids))
+        )
+    with Session(engine) as session:
+        events = list(session.scalars(stmt))
+        page = events[:limit]
+        records = registration_records(session, {e.registration_id for e in page})
+        items = [
+            {
+                "event_id": event.seq,
+                "cursor": encode_cursor(event.seq),
+                "event": event.event,
+                "event_at": event.at.isoformat(),
+                "registration": records[event.registration_id],
+            }
+            for event in page
+        ]
+    last = page[-1].seq if page else after
+    return FeedPage(items, encode_cursor(last), len(events) > limit)
+
+
+def ack(
+    engine: Engine,
+    registration_id: int,
+    by: str,
+    event_id: int | None = None,
+    section_ids: Iterable[int] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Record that the document system has taken the registration up to
+    ``event_id`` (default: its newest event). Repeating it changes nothing;
+    an acknowledgement never moves back."""
+    now = now or utcnow()
+    with Session(engine) as session, session.begin():
+        registration = session.get(Registration, registration_id)
+        if registration is None or (section_ids is not None and registration.section_id not in set(section_ids)):
+            raise NotFound(f"no registration {registration_id}")
+        newest = registration.last_event_seq or 0
+        if event_id is None:
+            event_id = newest
+        elif event_id > newest or not session.scalar(
+            select(func.count())
+            .select_from(RegistrationEvent)
+            .where(RegistrationEvent.seq == event_id, RegistrationEvent.registration_id == registration_id)
+        ):
+            raise BadRequest(f"event {event_id} is not an event of registration {registration_id}")
+        session.execute(
+            update(Registration)
+            .where(
+                Registration.id == registration_id,
+                or_(Registration.acked_seq.is_(None), Registration.acked_seq < event_id),
+            )
+            .values(acked_seq=event_id, acked_at=now, acked_by=by)
+        )
+        session.refresh(registration)
+        return ack_state(registration)
+
+
+def ack_state(registration: Registration) -> dict[str, Any]:
+    return {
+        "registration_id": registration.id,
+        "acknowledged_event_id": registration.acked_seq,
+        "acknowledged_at": registration.acked_at.isoformat() if registration.acked_at else None,
+        "acknowledged_by": registration.acked_by or None,
+        "pending": pending(registration),
+    }
+
+
+def pending(registration: Registration) -> bool:
+    """Whether the document system has yet to acknowledge an event of it."""
+    return registration.last_event_seq is not None and (registration.acked_seq or 0) < registration.last_event_seq
+
+
+def awaiting_ack(
+    session: Session, older_than: dt.datetime, section_ids: Iterable[int] | None = None
+) -> list[Registration]:
+    """Registrations whose newest event, made before ``older_than``, the
+    document system has not acknowledged: oldest first."""
+    stmt = (
+        select(Registration)
+        .join(RegistrationEvent, RegistrationEvent.seq == Registration.last_event_seq)
+        .where(
+            or_(Registration.acked_seq.is_(None), Registration.acked_seq < Registration.last_event_seq),
+            and_(RegistrationEvent.at < older_than),
+        )
+        .order_by(RegistrationEvent.seq)
+    )
+    if section_ids is not None:
+        stmt = stmt.where(Registration.section_id.in_(list(section_ids)))
+    return list(session.scalars(stmt))
