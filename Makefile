@@ -23,3 +23,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.web_list
 	$(BIN)/python -m bench.filelink
+	$(BIN)/python -m bench.handoff

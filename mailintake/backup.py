@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy import Engine, Integer, create_engine, func, insert, select, text
 
 from .errors import BadRequest
 from .models import Base
@@ -139,14 +139,24 @@ def _load_database(engine: Engine, folder: Path) -> dict[str, int]:
                 conn.execute(insert(table), batch)
                 count += len(batch)
             counts[table.name] = count
-            if engine.dialect.name == "postgresql" and count and "id" in table.c:
-                # Explicit ids were inserted: move the sequence past them.
-                conn.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT max(id) FROM {table.name}))"
-                    )
-                )
+            if engine.dialect.name == "postgresql" and count:
+                _advance_sequences(conn, table)
     return counts
+
+
+def _advance_sequences(conn: Any, table: Any) -> None:
+    """Explicit keys were inserted: move each serial column's sequence past
+    them (``id`` of most tables, ``seq`` of the registration events)."""
+    for column in table.primary_key.columns:
+        if not isinstance(column.type, Integer):
+            continue
+        # NULL (no sequence) for association tables' keys: nothing to do.
+        conn.execute(
+            text(
+                f"SELECT setval(s, (SELECT max({column.name}) FROM {table.name})) "
+                f"FROM pg_get_serial_sequence('{table.name}', '{column.name}') AS s WHERE s IS NOT NULL"
+            )
+        )
 
 
 def _to_json(value: Any) -> Any:

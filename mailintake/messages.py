@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,12 @@ class MessageQuery:
             cursor=params.get("cursor") or None,
             limit=limit,
         )
+
+
+def contains_text(columns: Sequence[Any], text: str) -> Any:
+    """Any of ``columns`` contains ``text`` literally (% and _ are not wildcards)."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(*(column.like(pattern, escape="\\") for column in columns))
 
 
 def encode_cursor(received_at: dt.datetime, message_id: int) -> str:
@@ -111,14 +117,7 @@ class MessageStore:
             if query.q:
                 # A plain substring match for tooling; the clerk UI's indexed
                 # Japanese search replaces this.
-                pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                stmt = stmt.where(
-                    or_(
-                        Message.subject.like(pattern, escape="\\"),
-                        Message.from_name.like(pattern, escape="\\"),
-                        Message.from_address.like(pattern, escape="\\"),
-                    )
-                )
+                stmt = stmt.where(contains_text([Message.subject, Message.from_name, Message.from_address], query.q))
             if query.cursor:
                 received_at, last_id = decode_cursor(query.cursor)
                 stmt = stmt.where(

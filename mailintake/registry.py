@@ -23,6 +23,7 @@ from . import audit, jpdates
 from .accounts import UserInfo
 from .errors import BadRequest, ConfigError, Conflict, NotFound
 from .handoff import feed
+from .messages import contains_text
 from .models import (
     Attachment,
     Classification,
@@ -341,17 +342,31 @@ class Registry:
             ).all()
             return [_info(session, r) for r in rows]
 
-    def book(self, user: UserInfo, section_id: int, fiscal_year: int) -> list[RegistrationInfo]:
-        """The 収受簿 of one section and fiscal year, in number order."""
+    def book(
+        self, user: UserInfo, section_id: int, fiscal_year: int, q: str = "", reply_due_only: bool = False
+    ) -> list[RegistrationInfo]:
+        """The 収受簿 of one section and fiscal year, in number order; ``q``
+        finds a word in 収受番号, 件名, 発信者, 先方文書番号 or 備考."""
         if not user.is_system_admin and section_id not in {s.id for s in user.sections}:
             raise NotFound(f"no section {section_id}")
+        stmt = (
+            select(Registration)
+            .where(Registration.section_id == section_id, Registration.fiscal_year == fiscal_year)
+            .order_by(Registration.symbol, Registration.number)
+        )
+        if q.strip():
+            columns = [
+                Registration.receipt_number,
+                Registration.subject,
+                Registration.sender,
+                Registration.sender_reference,
+                Registration.remarks,
+            ]
+            stmt = stmt.where(contains_text(columns, q.strip()))
+        if reply_due_only:
+            stmt = stmt.where(Registration.reply_due.is_not(None))
         with Session(self.engine) as session:
-            rows = session.scalars(
-                select(Registration)
-                .where(Registration.section_id == section_id, Registration.fiscal_year == fiscal_year)
-                .order_by(Registration.symbol, Registration.number)
-            ).all()
-            return [_info(session, r) for r in rows]
+            return [_info(session, r) for r in session.scalars(stmt).all()]
 
     def awaiting_handoff(self, user: UserInfo, section_id: int, older_than: dt.timedelta) -> list[RegistrationInfo]:
         """Registrations of the section whose newest event the document

@@ -99,7 +99,8 @@ async def run_service(
             if web_task.done():
                 web_task.result()  # raises the bind error
             _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
-        if settings.handoff_push_dir is not None:
+        if web and settings.handoff_push_dir is not None:
+            # One pusher per installation: the web process (mailintake web or serve).
             pusher = push.start(services.engine, services.blobs, services.originals, settings.handoff_push_dir)
             _announce(on_ready, f"push mode into {settings.handoff_push_dir}")
         _announce(on_ready, f"data in {settings.data_dir}")

@@ -575,7 +575,9 @@ class WebUI:
     def book(self, request: Request) -> Response:
         user = _session(request).user
         sections, section, year = self._book_choice(request)
-        rows = self.services.registry.book(user, section.id, year)
+        q = (request.query_params.get("q") or "").strip()[:200]
+        reply_due_only = request.query_params.get("reply_due") == "1"
+        rows = self.services.registry.book(user, section.id, year, q, reply_due_only)
         today = dt.datetime.now(jpdates.JST).date()
         current = jpdates.fiscal_year(today)
         warn_hours = self.services.settings.handoff_ack_warn_hours
@@ -593,6 +595,8 @@ class WebUI:
             years=list(range(current, current - 6, -1)),
             rows=rows,
             today=today,
+            q=q,
+            reply_due_only=reply_due_only,
             awaiting=awaiting,
             warn_hours=warn_hours,
         )

@@ -8,6 +8,7 @@ Screenshots of the list, detail and registration pages are written to
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import smtplib
@@ -19,9 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mailintake.config import Settings
+from mailintake.jpdates import JST
 from mailintake.services import Services, build_services
 
 from .conftest import ServiceThread, apt_install, require, wait_for
@@ -312,3 +315,49 @@ def test_a_hostile_html_mail_makes_the_browser_request_nothing_of_this_applicati
     assert "/messages/1/body.html" in same_origin
     assert len(services.audit.entries(admin)) == audited_before
     page.close()
+
+
+def test_a_clerk_registers_with_the_senders_number_and_a_due_date_and_sees_the_document_system_take_it(
+    ui: tuple[Services, ServiceThread], chromium: Any
+) -> None:
+    services, service = ui
+    send(service.smtp_port, make_message(subject="照会（回答をお願いします）", body="12月中にご回答ください。\n"))
+    wait_for(lambda: services.messages.count() == 1, 20)
+    due = dt.datetime.now(JST).date() + dt.timedelta(days=7)
+
+    page = chromium.new_page(viewport={"width": 1366, "height": 768}, locale="ja-JP")
+    page.goto(service.base_url + "/login")
+    page.get_by_label("ユーザーID").fill("sato")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード").press("Enter")
+    page.wait_for_url("**/messages")
+    page.get_by_label("選択: 照会（回答をお願いします）").check()
+    page.get_by_role("button", name="選んだメールを収受登録").click()
+    page.wait_for_url("**/register?**")
+    page.get_by_label("先方文書番号").fill("8総総第123号")
+    page.get_by_label("回答期限").fill(due.isoformat())
+    page.get_by_label("保存期間").select_option("5年")
+    page.get_by_role("button", name="収受登録する").click()
+    page.wait_for_url("**/registered?**")
+    row = page.locator("table.registered tbody tr").first
+    assert "8総総第123号" in row.inner_text()
+    assert "回答期限" in row.locator(".badge.due").inner_text()
+    assert row.locator(".badge.handoff-pending").inner_text() == "連携待ち"
+    page.goto(service.base_url + "/messages?status=registered")
+    assert page.locator("table.list .badge.due").count() == 1
+
+    # The document system reads the feed and acknowledges.
+    token = services.tokens.create("文書管理システム", ["registrations:read", "registrations:ack"])
+    headers = {"Authorization": f"Bearer {token}"}
+    [item] = httpx.get(f"{service.base_url}/api/v1/registrations", headers=headers).json()["items"]
+    assert item["registration"]["sender_reference"] == "8総総第123号"
+    assert item["registration"]["reply_due"] == due.isoformat()
+    acked = httpx.post(f"{service.base_url}/api/v1/registrations/{item['registration']['id']}/ack", headers=headers)
+    assert acked.status_code == 200
+
+    page.goto(service.base_url + "/book")
+    book_row = page.locator("table.book tbody tr").first
+    assert book_row.locator(".badge.handed-off").inner_text().startswith("連携済 ")
+    assert "8総総第123号" in book_row.inner_text()
+    (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser" / "book-handed-off.png"), full_page=True)

@@ -142,6 +142,30 @@ class TestFeed:
         assert [i["registration"]["section"]["name"] for i in items] == ["財政課"]
 
 
+def test_the_book_finds_a_senders_number_and_keeps_to_registrations_with_a_reply_due(
+    services: Services, people: dict[str, UserInfo]
+) -> None:
+    ids = [stored_message(services, SOUMU) for _ in range(3)]
+    services.registry.register(
+        people["clerk"],
+        [
+            request_for(ids[0], sender_reference="8総総第123号"),
+            request_for(ids[1], sender_reference="環境第45_6号", reply_due=None),
+            request_for(ids[2], sender_reference="", reply_due=None, remarks="100%回答"),
+        ],
+    )
+    section = services.accounts.section_id("総務課")
+
+    def found(q: str = "", due: bool = False) -> list[str]:
+        return [r.receipt_number for r in services.registry.book(people["clerk"], section, 2026, q, due)]
+
+    assert found("総総第123") == ["総務第1号"]
+    assert found("45_6") == ["総務第2号"]  # _ and % are not wildcards
+    assert found("%") == ["総務第3号"]
+    assert found(due=True) == ["総務第1号"]
+    assert found() == ["総務第1号", "総務第2号", "総務第3号"]
+
+
 class TestAcknowledgement:
     def test_an_ack_is_idempotent_and_a_later_cancellation_needs_a_new_one(
         self, services: Services, people: dict[str, UserInfo]
