@@ -477,6 +477,19 @@ class _RawSpans:
         return bytes(self.raw[body : span[1]])
 
 
+# Reports whose parts are header-like fields, not messages.
+REPORT_TYPES = frozenset(
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "message/disposition-notification",
+        "message/feedback-report",
+    }
+)
+# A name for a part the sender left nameless, where its type says what it is.
+UNNAMED = {"text/calendar": "予定.ics"}
+
+
 class _Walker:
     def __init__(self, blobs: BlobStore, out: ParsedMessage, raw_size: int = 0, spans: _RawSpans | None = None) -> None:
         self.blobs = blobs
@@ -514,6 +527,9 @@ class _Walker:
         if ctype == "message/partial":
             self._partial(part, parent)
             return []
+        if ctype in REPORT_TYPES:
+            self._report(part, in_body, parent)
+            return []
         if ctype == "message/rfc822" or (part.is_multipart() and ctype.startswith("message/")):
             return self._forwarded(part, depth, parent)
         if part.is_multipart():
@@ -527,7 +543,7 @@ class _Walker:
             self._phantom_container(part, in_body, parent)
             return []
         disposition = (part.get_content_disposition() or "").lower()
-        filename = attachment_filename(part, self.out)
+        filename = attachment_filename(part, self.out) or UNNAMED.get(ctype, "")
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             if in_body:
                 self._body_text(part, ctype)
@@ -551,6 +567,24 @@ class _Walker:
         name = f"分割メール（{number}／{total or '?'}）.eml" if number else "分割メール.eml"
         self._add(name, "message/partial", len(data), self.blobs.put_bytes(data), parent, part)
         self.out.problem("送信元で分割されたメールの一部です（message/partial）。全部そろえて開く必要があります。")
+
+    def _report(self, part: EmailMessage, in_body: bool, parent: int | None) -> None:
+        """Why a mail bounced, or a read receipt (RFC 3464, 8098): fields for
+        the clerk to read, not a forwarded mail."""
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            text = "\n\n".join(
+                block.as_string(policy=policy.compat32).strip() for block in payload if isinstance(block, EmailMessage)
+            )
+        else:
+            data = part.get_payload(decode=True)
+            text = charsets.decode(data, "utf-8", self.out.problems) if isinstance(data, bytes) else str(payload)
+        text = text.replace("\r\n", "\n").strip()
+        if in_body:
+            self.out.text_body = text if not self.out.text_body else self.out.text_body.rstrip() + "\n\n" + text
+        else:
+            data = text.encode("utf-8")
+            self._add("配信状況.txt", "text/plain", len(data), self.blobs.put_bytes(data), parent, part)
 
     def _phantom_container(self, part: EmailMessage, in_body: bool, parent: int | None) -> None:
         payload = part.get_payload(decode=True)

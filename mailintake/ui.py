@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from . import html_view, jpdates
+from . import delivery_route, html_view, jpdates
 from .accounts import ROLE_LABELS
 from .api import content_disposition, safe_content_type
 from .errors import BadRequest, Forbidden, MailintakeError, NotFound, TooManyAttempts
@@ -147,6 +147,7 @@ def install_filters(templates: Jinja2Templates) -> None:
     env.filters["wareki_datetime"] = jpdates.wareki_datetime
     env.filters["short_datetime"] = jpdates.short_datetime
     env.filters["jst_date"] = jpdates.jst_date
+    env.filters["jst_seconds"] = lambda moment: jpdates.to_jst(moment).strftime("%Y-%m-%d %H:%M:%S")
     env.filters["filesize"] = filesize
     env.filters["iso_wareki"] = lambda value: (
         jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
@@ -325,7 +326,16 @@ class WebUI:
             allow_remote=remote,
             registrations=self.services.registry.for_message(user, message.id),
             preview_types=html_view.PREVIEW_TYPES,
+            route=self._delivery_route(message),
         )
+
+    def _delivery_route(self, message: Any) -> list[delivery_route.Hop]:
+        size = min(int(message.raw_size), delivery_route.MAX_HEADER_BYTES)
+        try:
+            head = delivery_route.header_block(self.services.originals.chunks(message.raw_sha256, size))
+        except OSError:  # the original is missing: the page still shows the mail
+            return []
+        return delivery_route.hops(head)
 
     def message_html(self, request: Request) -> Response:
         user = _session(request).user

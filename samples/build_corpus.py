@@ -689,6 +689,296 @@ def build() -> None:
     )
 
 
+def build_round_two() -> None:
+    """What senders write that parsers tend to change or lose (the classes
+    of decoding's second round), and other breakage met in real mail."""
+    # r1. U+3000 in a subject and a display name is the sender's: kept.
+    subject = "令和８年度　防災訓練の実施について"
+    raw = headers(
+        b_word(jis(subject), "ISO-2022-JP"),
+        f"{b_word(jis('髙橋　花子'), 'ISO-2022-JP')} <takahashi@example.lg.jp>",
+        "Content-Type: text/plain; charset=ISO-2022-JP",
+    )
+    body = "防災訓練を　１１月２５日に行います。\r\n"
+    sample(
+        "20-u3000-kept.eml",
+        "r1 U+3000 in subject, name and body kept",
+        raw + b"\r\n" + jis(body),
+        subject,
+        "髙橋　花子",
+        "takahashi@example.lg.jp",
+        "防災訓練を　１１月２５日に行います。",
+    )
+
+    # r2. Raw 8-bit bytes inside an encoded word, in the word's own charset.
+    raw = headers(
+        "=?iso-8859-1?Q?Fr@F6@sche_und_Kr@F6@ten?=", "frog@example.de", "Content-Type: text/plain; charset=UTF-8"
+    )
+    sample(
+        "21-raw-8bit-in-encoded-word-latin1.eml",
+        "r2 raw 8-bit Latin-1 inside a Q word",
+        raw.replace(b"@F6@", b"\xf6") + b"\r\nGruss\r\n",
+        "Frösche und Kröten",
+        "",
+        "frog@example.de",
+        "Gruss",
+    )
+    raw = (
+        b"From: kaigi@example.jp\r\nTo: "
+        + TO.encode()
+        + b"\r\nSubject: =?shift_jis?Q?"
+        + "会議資料の送付".encode("cp932")
+    )
+    raw += b"?=\r\n" + DATE.encode() + b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=Shift_JIS\r\n\r\n"
+    sample(
+        "21b-raw-8bit-in-encoded-word-sjis.eml",
+        "r2 raw CP932 bytes inside a shift_jis Q word",
+        raw + "資料を送付します。\r\n".encode("cp932"),
+        "会議資料の送付",
+        "",
+        "kaigi@example.jp",
+        "資料を送付します。",
+    )
+
+    # r4. Lenient header and parameter parsing.
+    raw = (
+        f"From: lenient@example.jp\r\nSubject : {b_word('会議'.encode(), 'UTF-8')}\r\nTo: {TO}\r\n{DATE}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + "本文です。\r\n".encode()
+    sample(
+        "22-space-before-colon.eml",
+        "r4 'Subject :' (RFC 5322 4.5 obsolete syntax) is a header",
+        raw,
+        "会議",
+        "",
+        "lenient@example.jp",
+        "本文です。",
+    )
+    raw = headers("folded", "fold@example.jp", 'Content-Type: multipart/mixed; boundary="foo\r\n bar"')
+    raw += b"\r\n--foo bar\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n" + "折り返された区切り\r\n".encode()
+    raw += attachment_part("foo bar", ' filename="a.pdf"', PDF, "application/pdf") + b"--foo bar--\r\n"
+    sample(
+        "22b-folded-quoted-boundary.eml",
+        "r4 a quoted boundary folded across lines",
+        raw,
+        "folded",
+        "",
+        "fold@example.jp",
+        "折り返された区切り",
+        [expect_attachment("a.pdf", PDF)],
+    )
+    raw = headers("no semicolon", "semi@example.jp", 'Content-Type: multipart/mixed\r\n\tboundary="b"')
+    raw += b"\r\n--b\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n" + "区切りの前にセミコロンがない\r\n".encode()
+    raw += attachment_part("b", ' filename="b.pdf"', PDF, "application/pdf") + b"--b--\r\n"
+    sample(
+        "22c-missing-semicolon.eml",
+        "r4 no ';' between the media type and its boundary",
+        raw,
+        "no semicolon",
+        "",
+        "semi@example.jp",
+        "区切りの前にセミコロンがない",
+        [expect_attachment("b.pdf", PDF)],
+    )
+
+    # r5. A multipart whose boundary never appears holds text, not a part.
+    raw = headers("phantom", "phantom@example.jp", 'Content-Type: multipart/mixed; boundary="never"')
+    sample(
+        "23-boundary-never-appears.eml",
+        "r5 a multipart without its boundary is read as text",
+        raw + b"\r\n" + "区切り行のないメールです。\r\n".encode(),
+        "phantom",
+        "",
+        "phantom@example.jp",
+        "区切り行のないメールです。",
+    )
+
+    # rw. Other real-world mail.
+    raw = headers(
+        "(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=) (=?ISO-8859-1?Q?a_b?=) =?US-ASCII*EN?Q?Keith_Moore?=",
+        "=?ISO-8859-1?Q?Olle_J=E4rnefors?= <ojarnef@admin.kth.se>",
+        "Content-Type: text/plain",
+    )
+    sample(
+        "24-rfc2047-examples.eml",
+        "rw RFC 2047 section 8: adjacent words join, _ is a space, a language tag",
+        raw + b"\r\nRFC 2047\r\n",
+        "(ab) (a b) Keith Moore",
+        "Olle Järnefors",
+        "ojarnef@admin.kth.se",
+        "RFC 2047",
+    )
+    raw = headers("rfc2231", "rfc2231@example.jp", 'Content-Type: multipart/mixed; boundary="c"')
+    raw += b"\r\n--c\r\nContent-Type: text/plain\r\n\r\nRFC 2231\r\n"
+    raw += (
+        attachment_part(
+            "c",
+            "\r\n filename*0*=us-ascii'en'This%20is%20even%20more%20;\r\n filename*1*=%2A%2A%2Afun%2A%2A%2A%20;"
+            '\r\n filename*2="isn\'t it!.txt"',
+            b"fun",
+            "text/plain",
+        )
+        + b"--c--\r\n"
+    )
+    sample(
+        "24b-rfc2231-language-and-continuations.eml",
+        "rw RFC 2231 section 4: language, encoded and plain pieces",
+        raw,
+        "rfc2231",
+        "",
+        "rfc2231@example.jp",
+        "RFC 2231",
+        [expect_attachment("This is even more ***fun*** isn't it!.txt", b"fun")],
+    )
+    raw = headers("Apple Mail", "mac@example.jp", 'Content-Type: multipart/mixed;\r\n\tboundary="Apple-Mail=_1"')
+    raw += b"\r\n--Apple-Mail=_1\r\nContent-Transfer-Encoding: 7bit\r\nContent-Type: text/plain;\r\n\tcharset=us-ascii\r\n\r\n"
+    raw += b"Before the file.\r\n\r\n--Apple-Mail=_1\r\nContent-Disposition: inline;\r\n\tfilename*=utf-8''"
+    raw += quote_from_bytes("資料.pdf".encode()).encode() + b"\r\nContent-Type: application/pdf;\r\n\tx-unix-mode=0644;"
+    raw += (
+        b'\r\n\tname="'
+        + b_word("資料.pdf".encode(), "utf-8").encode()
+        + b'"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    )
+    raw += b64_lines(PDF) + b"\r\n--Apple-Mail=_1\r\nContent-Transfer-Encoding: 7bit\r\nContent-Type: text/plain;\r\n"
+    raw += b"\tcharset=us-ascii\r\n\r\nAfter the file.\r\n--Apple-Mail=_1--\r\n"
+    sample(
+        "25-apple-mail-inline-between-text.eml",
+        "rw Apple Mail: a PDF inline between two text parts",
+        raw,
+        "Apple Mail",
+        "",
+        "mac@example.jp",
+        "After the file.",
+        [expect_attachment("資料.pdf", PDF)],
+    )
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
+    raw = headers(
+        b_word(jis("報告書"), "iso-2022-jp"),
+        "outlook@example.jp",
+        'Content-Type: multipart/related;\r\n\ttype="multipart/alternative";\r\n\tboundary="R1"',
+    )
+    raw += b'\r\n--R1\r\nContent-Type: multipart/alternative;\r\n\tboundary="A1"\r\n\r\n--A1\r\n'
+    raw += b'Content-Type: text/plain;\r\n\tcharset="iso-2022-jp"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+    raw += jis("報告書を送ります。\r\n") + b'--A1\r\nContent-Type: text/html;\r\n\tcharset="iso-2022-jp"\r\n'
+    raw += b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    raw += quopri.encodestring(
+        b"<html><body><p>" + jis("報告書") + b'</p><img src="cid:image001.png@01DB"></body></html>'
+    )
+    raw += b'\r\n--A1--\r\n\r\n--R1\r\nContent-Type: image/png;\r\n\tname="image001.png"\r\n'
+    raw += b'Content-Disposition: inline;\r\n\tfilename="image001.png"\r\nContent-ID: <image001.png@01DB>\r\n'
+    raw += b"Content-Transfer-Encoding: base64\r\n\r\n" + b64_lines(png) + b"\r\n--R1--\r\n"
+    sample(
+        "26-outlook-related-inline-image.eml",
+        "rw Outlook: related > alternative with an inline image",
+        raw,
+        "報告書",
+        "",
+        "outlook@example.jp",
+        "報告書を送ります。",
+        [expect_attachment("image001.png", png)],
+    )
+    raw = headers(
+        f"[soumu-ml:123] {b_word(jis('会議のお知らせ'), 'ISO-2022-JP')}",
+        "ml@lists.example.jp",
+        'Content-Type: multipart/mixed; boundary="L"',
+    )
+    raw += b"\r\n--L\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + jis("会議のお知らせです。\r\n")
+    raw += b"--L\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Disposition: inline\r\n\r\n"
+    raw += b"_______________________________________________\r\nsoumu-ml mailing list\r\n--L--\r\n"
+    sample(
+        "27-mailing-list-footer.eml",
+        "rw a mailing list's footer as a second inline text part",
+        raw,
+        "[soumu-ml:123] 会議のお知らせ",
+        "",
+        "ml@lists.example.jp",
+        "soumu-ml mailing list",
+    )
+    returned = f"From: {TO}\r\nTo: nobody@example.jp\r\nSubject: {b_word('会議'.encode(), 'UTF-8')}\r\n\r\nhello\r\n"
+    raw = headers(
+        "Undelivered Mail Returned to Sender",
+        "MAILER-DAEMON@mx.city.example.jp (Mail Delivery System)",
+        'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="R"',
+    )
+    raw += b"\r\n--R\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system.\r\n\r\n"
+    raw += b"<nobody@example.jp>: host example.jp said: 550 5.1.1 User unknown\r\n"
+    raw += b"\r\n--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.city.example.jp\r\n\r\n"
+    raw += b"Final-Recipient: rfc822; nobody@example.jp\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    raw += b"--R\r\nContent-Type: message/rfc822\r\n\r\n" + returned.encode() + b"\r\n--R--\r\n"
+    sample(
+        "28-bounce-delivery-status.eml",
+        "rw a bounce: the status is read, the returned mail kept",
+        raw,
+        "Undelivered Mail Returned to Sender",
+        "Mail Delivery System",
+        "MAILER-DAEMON@mx.city.example.jp",
+        "Status: 5.1.1",
+        [expect_attachment("会議.eml", returned.encode())],
+    )
+    ics = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nSUMMARY:定例会議\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n".encode()
+    raw = headers(
+        b_word("招待: 定例会議".encode(), "UTF-8"), "cal@example.jp", 'Content-Type: multipart/mixed; boundary="M"'
+    )
+    raw += b'\r\n--M\r\nContent-Type: multipart/alternative; boundary="A"\r\n\r\n--A\r\n'
+    raw += b"Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    raw += (
+        "定例会議への招待です。\r\n".encode() + b"--A\r\nContent-Type: text/calendar; charset=UTF-8; method=REQUEST\r\n"
+    )
+    # The line end before a boundary belongs to the boundary (RFC 2046 5.1.1).
+    raw += b"Content-Transfer-Encoding: 8bit\r\n\r\n" + ics + b"\r\n--A--\r\n"
+    raw += attachment_part("M", ' filename="invite.ics"', ics, "application/ics") + b"--M--\r\n"
+    sample(
+        "29-calendar-invite.eml",
+        "rw a calendar invitation: text, the event, invite.ics",
+        raw,
+        "招待: 定例会議",
+        "",
+        "cal@example.jp",
+        "定例会議への招待です。",
+        [expect_attachment("予定.ics", ics), expect_attachment("invite.ics", ics)],
+    )
+    raw = headers(
+        b_word("スキャン文書".encode(), "UTF-8"),
+        "scanner@example.jp",
+        'Content-Type: application/pdf; name="scan0001.pdf"\r\nContent-Disposition: attachment; '
+        'filename="scan0001.pdf"\r\nContent-Transfer-Encoding: base64',
+    )
+    sample(
+        "30-only-an-attachment.eml",
+        "rw a mail that is only an attachment (a scanner's)",
+        raw + b"\r\n" + b64_lines(PDF),
+        "スキャン文書",
+        "",
+        "scanner@example.jp",
+        "",
+        [expect_attachment("scan0001.pdf", PDF)],
+    )
+    raw = headers(
+        "7bit", "old@example.jp", "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit"
+    )
+    sample(
+        "31-7bit-declared-utf8-bytes.eml",
+        "rw declared 7-bit US-ASCII, sent as UTF-8",
+        raw + b"\r\n" + "本文は UTF-8 です。\r\n".encode(),
+        "7bit",
+        "",
+        "old@example.jp",
+        "本文は UTF-8 です。",
+    )
+    raw = headers(
+        "7bit", "old@example.jp", "Content-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit"
+    )
+    sample(
+        "31b-7bit-declared-jis-cp932-bytes.eml",
+        "rw declared ISO-2022-JP, sent as raw CP932 bytes",
+        raw + b"\r\n" + "本文は シフトJIS です。\r\n".encode("cp932"),
+        "7bit",
+        "",
+        "old@example.jp",
+        "本文は シフトJIS です。",
+    )
+
+
 def _continued(data: bytes, charset: str) -> str:
     # Split every 10 bytes: whole %XX escapes, but through the middle of
     # two-byte characters, as RFC 2231 allows.
@@ -701,6 +991,7 @@ def _continued(data: bytes, charset: str) -> str:
 
 def main() -> None:
     build()
+    build_round_two()
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("*.eml"):
         old.unlink()

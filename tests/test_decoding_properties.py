@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from mailintake.decoding import parse_bytes
@@ -116,3 +116,63 @@ def test_raw_names_valid_in_both_utf8_and_cp932_decode_as_written(tmp_path, name
         b'Content-Disposition: attachment; filename="' + name.encode(codec) + b'"\r\n\r\nx\r\n--b--\r\n'
     )
     assert [a.filename for a in parse_bytes(raw, tmp_path).attachments] == [name]
+
+
+# -- the second round's classes --------------------------------------------------------
+
+# U+3000 anywhere but at the ends: the sender's spacing, never folded.
+spaced_text = st.builds(lambda left, right: f"{left}\u3000{right}", japanese_text, japanese_text).filter(
+    lambda t: len(t) <= 81
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=spaced_text, route=st.sampled_from(ROUTES), cut=st.integers(min_value=1, max_value=80))
+def test_an_ideographic_space_survives_every_route_in_subject_and_name(
+    tmp_path_factory, text: str, route: str, cut: int
+) -> None:
+    raw = (
+        f"From: {_subject(text, route, cut)} <a@example.jp>\r\nSubject: {_subject(text, route, cut)}\r\n\r\nx\r\n"
+    ).encode()
+    parsed = parse_bytes(raw, tmp_path_factory.mktemp("blobs"))
+    assert parsed.subject == text
+    assert parsed.from_name == text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=labelled_enough, codec=st.sampled_from(["shift_jis", "utf-8"]))
+def test_raw_bytes_inside_an_encoded_word_decode_in_its_declared_charset(
+    tmp_path_factory, text: str, codec: str
+) -> None:
+    data = text.encode("cp932" if codec == "shift_jis" else "utf-8")
+    # Raw bytes are the sender's mistake; they are readable only where they
+    # are not Q's own syntax (CP932's 0x5F trail byte reads as "_", a space).
+    assume(not {ord("_"), ord("="), ord("?")} & set(data))
+    data = data.replace(b" ", b"_")
+    raw = b"From: a@example.jp\r\nSubject: =?" + codec.encode() + b"?Q?" + data + b"?=\r\n\r\nx\r\n"
+    parsed = parse_bytes(raw, tmp_path_factory.mktemp("blobs"))
+    assert parsed.subject == text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=japanese_text, spaces=st.sampled_from([" ", "\t", "  "]))
+def test_a_header_with_white_space_before_its_colon_is_a_header(tmp_path_factory, text: str, spaces: str) -> None:
+    raw = (
+        f"From: a@example.jp\r\nSubject{spaces}: {corpus.b_word(text.encode(), 'UTF-8')}\r\nX-After: yes\r\n"
+        "Content-Type: text/plain; charset=UTF-8\r\n\r\n"
+    ).encode() + "本文\r\n".encode()
+    parsed = parse_bytes(raw, tmp_path_factory.mktemp("blobs"))
+    assert parsed.subject == text
+    assert parsed.text_body.strip() == "本文"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=japanese_text)
+def test_a_multipart_whose_boundary_never_appears_keeps_its_text_and_lists_no_part(tmp_path_factory, text: str) -> None:
+    raw = (
+        b'From: a@example.jp\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="gone"\r\n'
+        b"\r\n" + text.encode("utf-8") + b"\r\n"
+    )
+    parsed = parse_bytes(raw, tmp_path_factory.mktemp("blobs"))
+    assert text in parsed.text_body
+    assert parsed.attachments == []

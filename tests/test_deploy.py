@@ -39,7 +39,9 @@ def test_the_systemd_units_are_hardened_and_separate() -> None:
         # Personal data: private files whatever the caller's umask, a 0700
         # data folder, logs in the journal (no file root opens for the service).
         assert service["UMask"] == "0077" and service["StateDirectoryMode"] == "0700"
-        assert service["ReadWritePaths"] == "/var/lib/mailintake"
+        # The data folder, and for the web unit the push-mode outbox if present.
+        assert service["ReadWritePaths"].split()[0] == "/var/lib/mailintake"
+        assert set(service["ReadWritePaths"].split()[1:]) <= {"-/srv/filelink/mailintake/outbox"}
         assert "StandardOutput" not in service and "StandardError" not in service
         # A database at another schema revision exits 3: no restart loop.
         assert service["RestartPreventExitStatus"] == "3"
