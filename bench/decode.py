@@ -41,7 +41,7 @@ def hwm():
 path = Path(sys.argv[2])
 size = path.stat().st_size
 if sys.argv[1] == "mailintake":
-    from mailintake.decoding import parse_spooled_message
+    from mailintake.mail.decoding import parse_spooled_message
 else:
     import mailparser
 before = hwm()
@@ -72,7 +72,7 @@ def _large_message() -> Path:
 
 
 def _ours(raw: bytes, blob_root: Path) -> dict[str, Any]:
-    from mailintake.decoding import parse_bytes
+    from mailintake.mail.decoding import parse_bytes
 
     parsed = parse_bytes(raw, blob_root)
     return {

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from mailintake.config import load_settings
 from mailintake.handoff import feed, package
 from mailintake.models import Address, Attachment, Message, Registration, RegistrationEvent, utcnow
-from mailintake.registry import RegistrationRequest
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services, build_services
 
 SOUMU = "soumu@city.example.jp"

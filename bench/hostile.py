@@ -31,7 +31,7 @@ from tests.hostile_mails import huge_subject, many_empty_parts, nested_forwards 
 PARSE = """
 import json, sys, time
 from pathlib import Path
-from mailintake.decoding import parse_spooled_message
+from mailintake.mail.decoding import parse_spooled_message
 path, blobs = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.monotonic()
 parsed = parse_spooled_message(path, path.stat().st_size, blobs)

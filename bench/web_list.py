@@ -39,9 +39,9 @@ import httpx
 import sqlalchemy
 from sqlalchemy import insert
 
-from mailintake import search
 from mailintake.config import load_settings
 from mailintake.models import Address, Message
+from mailintake.records import search
 from mailintake.services import build_services
 
 from .smtp_throughput import wait_port

@@ -21,12 +21,12 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from .addresses import JST, normalize_address
 from .config import Settings, load_settings
 from .errors import MailintakeError
+from .intake.addresses import JST, normalize_address
 from .models import ROLES
+from .people.tokens import DEFAULT_SCOPES, SCOPES
 from .services import Services, build_services
-from .tokens import DEFAULT_SCOPES, SCOPES
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -320,7 +320,7 @@ def mta_config(
     settings: Settings, mta: str, mode: str, relay: str | None, output: Path | None, map_dir: str | None
 ) -> None:
     """Generate the Postfix or Sendmail configuration for the enabled addresses."""
-    from . import mta_config as generator
+    from .operations import mta_config as generator
 
     host, port = _host_port(relay) if relay else (settings.smtp_host, settings.smtp_port)
     enabled = [info.address for info in _services(settings).addresses.list() if info.enabled]
@@ -499,7 +499,7 @@ def directory() -> None:
 @common_options
 def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple[Path, ...]) -> None:
     """Import 組織マスタ and 異動情報 CSV files (UTF-8 or CP932)."""
-    from .directory import DirectoryImport
+    from .people.directory import DirectoryImport
 
     found = list(files) + [p for inbox in inboxes for p in sorted(inbox.glob("*.csv")) if p.is_file()]
     report = DirectoryImport(_services(settings).engine).import_files(found)
@@ -533,7 +533,7 @@ def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple
 @common_options
 def probe_command(settings: Settings, address_text: str, via: str, sender: str, timeout: float) -> None:
     """Send a probe through the MTA to a designated address and time its arrival."""
-    from .probing import send_probe, wait_for_probe
+    from .operations.probing import send_probe, wait_for_probe
 
     services = _services(settings)
     address = normalize_address(address_text)
@@ -558,7 +558,7 @@ def probe_command(settings: Settings, address_text: str, via: str, sender: str, 
 @common_options
 def backup_command(settings: Settings, destination: Path) -> None:
     """Back up database, spool, originals and attachments (safe while running)."""
-    from .backup import backup
+    from .operations.backup import backup
 
     result = backup(_services(settings), destination)
     click.echo(f"backup in {result.path}: {sum(result.rows.values())} rows, {result.files} files")
@@ -569,7 +569,7 @@ def backup_command(settings: Settings, destination: Path) -> None:
 @common_options
 def restore_command(settings: Settings, source: Path) -> None:
     """Restore a backup into an empty data folder and database."""
-    from .backup import restore
+    from .operations.backup import restore
 
     result = restore(_services(settings), source)
     click.echo(f"restored {sum(result.rows.values())} rows, {result.files} files from {result.path}")
@@ -588,8 +588,8 @@ def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismi
 
     The running service does this itself once a day; run it by hand with
     the service stopped, or with --dry-run at any time."""
-    from . import retention
-    from .ingest import IngestLockHeld, acquire_ingest_lock
+    from .intake.ingest import IngestLockHeld, acquire_ingest_lock
+    from .records import retention
 
     rule = retention.PurgeRule.from_days(
         settings.purge_new_after_days if new_days is None else new_days,
@@ -653,7 +653,7 @@ def catalogue_command(settings: Settings, fiscal_year: int, encoding: str, outpu
 @common_options
 def import_command(settings: Settings, address_text: str, paths: tuple[Path, ...]) -> None:
     """Import .eml files, mbox files and Maildir folders."""
-    from .importer import count_sources, import_messages
+    from .operations.importer import count_sources, import_messages
 
     services = _services(settings)
     total = count_sources(list(paths))

@@ -1,4 +1,5 @@
-"""Durable file operations shared by the spool and the blob store."""
+"""Durable file operations shared by the spool, the blob store and the
+hand-off, and reading a stored message back exactly."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import ctypes.util
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from .errors import SpoolError, SpoolFull
 
@@ -152,3 +153,18 @@ def _settle(items: list[_Commit]) -> None:
             item.future.set_result(item.result)
         else:
             item.future.set_exception(item.error)
+
+
+class SpoolCorrupt(Exception):
+    """A committed spool entry does not match its record."""
+
+
+def read_exactly(fh: BinaryIO, size: int, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``fh`` (from its position), in chunks."""
+    left = size
+    while left > 0:
+        chunk = fh.read(min(chunk_size, left))
+        if not chunk:
+            raise SpoolCorrupt("spool file shorter than its record")
+        left -= len(chunk)
+        yield chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +43,17 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC)
+
+
+class MessageStatus(StrEnum):
+    NEW = "new"  # 未処理
+    REGISTERED = "registered"  # 収受済
+    DISMISSED = "dismissed"  # 対象外
+
+
+class RegistrationStatus(StrEnum):
+    ACTIVE = "active"  # 有効
+    CANCELLED = "cancelled"  # 取消
 
 
 # Row ids are INTEGER: PostgreSQL refuses a larger number outright, so a
@@ -125,11 +137,10 @@ class Message(Base):
     html_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
 
-    # Set for a genuine probe (see probe.py): kept out of every list.
+    # Set for a genuine probe (see intake/probe.py): kept out of every list.
     probe_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
-    # 未処理 new / 収受済 registered / 対象外 dismissed
-    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.NEW, index=True)
     dismiss_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     # Kept with the message so that a list page never aggregates attachments.
@@ -302,7 +313,7 @@ class Registration(Base):
     # 回答期限, when the document asks for an answer.
     reply_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     attachment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active / cancelled (取消)
+    status: Mapped[str] = mapped_column(String(16), default=RegistrationStatus.ACTIVE)
     registered_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
@@ -318,7 +329,7 @@ class Registration(Base):
 
 class RegistrationEvent(Base):
     """What the document system reads, in the order the events committed
-    (see handoff/feed.py for why ``seq`` follows commit order)."""
+    (see records/events.py for why ``seq`` follows commit order)."""
 
     __tablename__ = "registration_events"
     # AUTOINCREMENT: a sequence number is never given twice on SQLite either.
@@ -361,7 +372,7 @@ class AuditEvent(Base):
 
 
 class Probe(Base):
-    """A probe this service sent (see probe.py). Its header is honoured once,
+    """A probe this service sent (see intake/probe.py). Its header is honoured once,
     for this address and this Message-ID, before ``expires_at``; a copy of
     the header on any other mail keeps that mail in the lists, flagged."""
 

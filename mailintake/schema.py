@@ -38,7 +38,7 @@ BASELINE = "0001"
 _PG_LOCK_KEY = 0x6D61696C  # "mail"
 
 
-# Created beside the ORM tables (mailintake.search), so autogenerate must
+# Created beside the ORM tables (mailintake.records.search), so autogenerate must
 # never propose to drop them: the FTS5 table, its shadow tables, the
 # PostgreSQL tsvector table and the indexer's watermark.
 SEARCH_TABLES = frozenset({"message_search", "search_state"})

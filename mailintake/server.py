@@ -14,13 +14,13 @@ from typing import Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from .app import create_app
 from .config import Settings
 from .handoff import push
-from .ingest_process import IngestSupervisor
+from .intake.smtp import SmtpRelay
+from .intake.worker import IngestSupervisor
 from .schema import ensure_current
 from .services import Services, build_services
-from .smtp import SmtpRelay
+from .web.app import create_app
 
 log = logging.getLogger(__name__)
 

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from .accounts import AccountService
-from .addresses import AddressService
-from .audit import AuditLog
 from .blobs import BlobStore, OriginalStore
 from .config import Settings
 from .db import make_engine
-from .inbox import Inbox
-from .messages import MessageStore
-from .registry import Registry
+from .intake.addresses import AddressService
+from .intake.spool import Spool
+from .people.accounts import AccountService
+from .people.sessions import SessionManager
+from .people.tokens import TokenService
+from .records.audit import AuditLog
+from .records.inbox import Inbox
+from .records.messages import MessageStore
+from .records.registry import Registry
 from .schema import ensure_current
-from .sessions import SessionManager
-from .spool import Spool
-from .tokens import TokenService
 
 
 @dataclass

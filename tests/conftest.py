@@ -24,9 +24,9 @@ import pytest
 import sqlalchemy
 
 from mailintake.config import Settings, load_settings
+from mailintake.people.tokens import SCOPES
 from mailintake.server import run_service
 from mailintake.services import Services, build_services
-from mailintake.tokens import SCOPES
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("MAILINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

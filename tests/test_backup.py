@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from mailintake.messages import MessageQuery
-from mailintake.registry import RegistrationRequest
+from mailintake.records.inbox import InboxFilter
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import build_services
 
 from .conftest import wait_for
@@ -67,7 +67,7 @@ def test_backup_while_running_restores_the_same_mail(
         )
     wait_for(lambda: services.spool.backlog() == 0 and services.messages.count() == 5, timeout=10)
     clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
-    first_two = [item["id"] for item in services.messages.list(MessageQuery(limit=2))[0]]
+    first_two = [row.id for row in services.inbox.page(clerk, InboxFilter(limit=2)).rows]
     services.registry.register(clerk, [_request(message_id) for message_id in sorted(first_two)])
     section_id = services.accounts.section_id("総務課")
     assert section_id is not None

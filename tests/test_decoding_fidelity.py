@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from mailintake.decoding import decode_header_value, html_to_text, parse_bytes
+from mailintake.mail.decoding import decode_header_value, html_to_text, parse_bytes
 
 from .conftest import wait_for
 from .mails import make_message, send

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mailintake.decoding import parse_bytes
+from mailintake.mail.decoding import parse_bytes
 
 _BUILDER = Path(__file__).resolve().parents[1] / "samples" / "build_corpus.py"
 _spec = importlib.util.spec_from_file_location("build_corpus", _BUILDER)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailintake.decoding import MAX_DEPTH, MAX_PARTS, parse_bytes
+from mailintake.mail.decoding import MAX_DEPTH, MAX_PARTS, parse_bytes
 
 from .conftest import ServiceThread, wait_for
 from .mails import send

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.delivery_route import header_block, hops
+from mailintake.mail.delivery_route import header_block, hops
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for

@@ -15,8 +15,8 @@ import pytest
 from filelink import permissions
 from filelink.engine import Engine
 from mailintake.config import Settings
-from mailintake.directory import DirectoryImport
-from mailintake.inbox import InboxFilter
+from mailintake.people.directory import DirectoryImport
+from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services, build_services
 
 from .factories import stored_message

@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailintake.config import Settings
+from mailintake.intake.spool import Envelope, Spool
 from mailintake.models import Message
 from mailintake.services import build_services
-from mailintake.spool import Envelope, Spool
 
 from .conftest import require, wait_for
 from .mails import make_message, send

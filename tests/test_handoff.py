@@ -22,14 +22,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailintake.accounts import UserInfo
 from mailintake.config import Settings
 from mailintake.errors import BadRequest
 from mailintake.handoff import catalogue, feed, package
 from mailintake.models import RegistrationEvent
-from mailintake.registry import Amendment, RegistrationRequest
+from mailintake.people.accounts import UserInfo
+from mailintake.people.tokens import SCOPES
+from mailintake.records import events
+from mailintake.records.registry import Amendment, RegistrationRequest
 from mailintake.services import Services
-from mailintake.tokens import SCOPES
 
 from .conftest import ServiceThread, wait_for
 from .factories import stored_message
@@ -324,7 +325,7 @@ def test_a_polling_consumer_sees_every_event_exactly_once_through_concurrency_a_
     clerks = Clerks(services, people, queues)
     consumer = Consumer(services.tokens.create("文書管理システム", SCOPES))
 
-    record = feed.record
+    record = events.record
     slow_thread: list[int] = []
     held, release = threading.Event(), threading.Event()
 
@@ -335,7 +336,7 @@ def test_a_polling_consumer_sees_every_event_exactly_once_through_concurrency_a_
             held.set()
             release.wait(30)  # the event is numbered; its commit waits
 
-    monkeypatch.setattr(feed, "record", record_slowly)
+    monkeypatch.setattr(events, "record", record_slowly)
 
     def slow_registration() -> None:
         slow_thread.append(threading.get_ident())
@@ -377,7 +378,7 @@ def test_a_polling_consumer_sees_every_event_exactly_once_through_concurrency_a_
         if event == "cancelled":
             assert position[(registration, "registered")] < index
     with Session(services.engine) as session:
-        assert feed.awaiting_ack(session, dt.datetime.now(dt.UTC) + dt.timedelta(days=1)) == []
+        assert events.awaiting_ack(session, dt.datetime.now(dt.UTC) + dt.timedelta(days=1)) == []
 
 
 class TestOverHttp:

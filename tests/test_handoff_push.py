@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from filelink import permissions
 from filelink.config import Config, parse
-from mailintake.accounts import UserInfo
 from mailintake.config import Settings
 from mailintake.handoff import push
 from mailintake.handoff.push import Pusher
 from mailintake.models import HandoffPush, RegistrationEvent
-from mailintake.registry import RegistrationRequest
+from mailintake.people.accounts import UserInfo
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services, build_services
 
 from .conftest import ServiceProcess, wait_for

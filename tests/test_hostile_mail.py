@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from mailintake.decoding import MAX_DISPLAY_CHARS, Limits, parse_bytes
+from mailintake.mail.decoding import MAX_DISPLAY_CHARS, Limits, parse_bytes
 
 from .conftest import ServiceThread, wait_for
 from .hostile_mails import huge_subject, many_empty_parts, nested_forwards

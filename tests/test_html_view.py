@@ -3,7 +3,7 @@ with remote images held back and cid: images served from the attachments."""
 
 from __future__ import annotations
 
-from mailintake import html_view
+from mailintake.mail import html as html_view
 from mailintake.models import Attachment
 
 HOSTILE = """

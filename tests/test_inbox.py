@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from mailintake.accounts import UserInfo
 from mailintake.errors import NotFound
-from mailintake.inbox import InboxFilter
 from mailintake.jpdates import JST
 from mailintake.models import Message
+from mailintake.people.accounts import UserInfo
+from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services
 
 from .factories import stored_message

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from mailintake.ingest import POISON_NOTE
-from mailintake.spool import Spool
+from mailintake.intake.ingest import POISON_NOTE
+from mailintake.intake.spool import Spool
 
 from .conftest import wait_for
 from .mails import make_message, send

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailintake.messages import MessageQuery
-from mailintake.registry import RegistrationRequest
+from mailintake.records.inbox import InboxFilter
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for
@@ -60,7 +60,7 @@ def test_registrations_are_counted_by_state(services: Services, service: Service
     send(service.smtp_port, make_message())
     wait_for(lambda: services.messages.count() == 1, 10)
     clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
-    message_id = services.messages.list(MessageQuery())[0][0]["id"]
+    message_id = services.inbox.page(clerk, InboxFilter()).rows[0].id
     request = RegistrationRequest(message_id, "件名", "差出人", dt.date(2026, 11, 20), "1年")
     registered = services.registry.register(clerk, [request])[0]
     chief = services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"])

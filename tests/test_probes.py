@@ -12,9 +12,9 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mailintake.intake.probe import HEADER
 from mailintake.models import Message, Probe
-from mailintake.probe import HEADER
-from mailintake.probing import send_probe, wait_for_probe
+from mailintake.operations.probing import send_probe, wait_for_probe
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mailintake.accounts import UserInfo
 from mailintake.errors import BadRequest, Conflict, NotFound
 from mailintake.jpdates import JST
-from mailintake.registry import RegistrationRequest, Registry, book_csv
+from mailintake.people.accounts import UserInfo
+from mailintake.records.registry import RegistrationRequest, Registry, book_csv
 from mailintake.services import Services
 
 from .factories import stored_message

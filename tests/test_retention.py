@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailintake import retention, search
 from mailintake.config import Settings
 from mailintake.models import Attachment, Message
-from mailintake.registry import RegistrationRequest
+from mailintake.records import retention, search
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from mailintake import search
-from mailintake.accounts import UserInfo
-from mailintake.inbox import InboxFilter
 from mailintake.models import Message
+from mailintake.people.accounts import UserInfo
+from mailintake.records import search
+from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services
 
 from .factories import stored_message

@@ -11,14 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from mailintake.web.app import create_app
 from sqlalchemy import insert
 from starlette.routing import Route
 
-from mailintake import mta_config
-from mailintake.app import create_app
 from mailintake.config import Settings
 from mailintake.errors import AddressError
 from mailintake.models import Address
+from mailintake.operations import mta_config
 from mailintake.services import Services, build_services
 
 from .conftest import ServiceThread

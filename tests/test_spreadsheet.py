@@ -10,11 +10,11 @@ import io
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailintake.audit import entries_csv
 from mailintake.models import Section
-from mailintake.registry import RegistrationRequest, book_csv
+from mailintake.records.audit import entries_csv
+from mailintake.records.registry import RegistrationRequest, book_csv
+from mailintake.records.spreadsheet import FORMULA_STARTS, text_cell
 from mailintake.services import Services
-from mailintake.spreadsheet import FORMULA_STARTS, text_cell
 
 from .factories import stored_message
 

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mailintake.web.app import create_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import Route
 
-from mailintake.app import create_app
 from mailintake.config import Settings
 from mailintake.models import Message
-from mailintake.registry import RegistrationRequest
+from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread

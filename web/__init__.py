@@ -1,5 +1,7 @@
-"""Templates and static assets of the web UI, shipped inside the package as
-``mailintake.web``."""
+"""The HTTP edge, shipped as ``mailintake.web``: the ASGI application
+(``app``), the clerks' pages (``ui``), the administrators' pages
+(``admin_ui``), the JSON API (``api``) and its OpenAPI document
+(``openapi``), with their templates and static files beside them."""
 
 from pathlib import Path
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ..models import Message, Registration
-from ..spreadsheet import csv_bytes
+from ..models import Message, Registration, RegistrationStatus
+from ..records.spreadsheet import csv_bytes
 
 COLUMNS = (
     "年度",
@@ -48,7 +48,7 @@ def rows(engine: Engine, fiscal_year: int, section_ids: Collection[int] | None =
     stmt = (
         select(Registration, Message.from_address)
         .join(Message, Message.id == Registration.message_id)
-        .where(Registration.fiscal_year == fiscal_year, Registration.status == "active")
+        .where(Registration.fiscal_year == fiscal_year, Registration.status == RegistrationStatus.ACTIVE)
         .order_by(Registration.section_id, Registration.symbol, Registration.number)
     )
     if section_ids is not None:

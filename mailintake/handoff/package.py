@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from .. import jpdates
 from ..blobs import BlobStore, OriginalStore
 from ..errors import NotFound
-from ..filenames import download_name
+from ..mail.filenames import download_name
 from ..models import Attachment, Message, Registration
 from .records import registration_records
 

@@ -30,8 +30,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..blobs import BlobStore, OriginalStore
-from ..filenames import download_name
 from ..fsync import fsync_dir
+from ..mail.filenames import download_name
 from ..models import HandoffPush, Registration, RegistrationEvent, utcnow
 from . import package
 

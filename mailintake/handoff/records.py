@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ..errors import NotFound
-from ..filenames import download_name
+from ..mail.filenames import download_name
 from ..models import Attachment, Classification, Message, Registration, User
 
 

@@ -2,7 +2,7 @@
 
 A database created by that release (without alembic_version) is stamped
 with this revision by `mailintake db upgrade`, never rebuilt. The search
-index objects are created here as mailintake.search created them then.
+index objects are created here as mailintake.records.search created them then.
 
 Revision ID: 0001
 Revises:

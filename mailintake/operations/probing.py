@@ -1,0 +1,72 @@
+"""Sending a probe through the organisation's MTA to a designated address
+and timing its arrival (``mailintake probe`` and the admin page). The probe's
+token and how the ingester honours it: intake/probe.py."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import MailintakeError
+from ..intake.probe import HEADER, PROBE_LIFETIME, make_token
+from ..models import Message, Probe, utcnow
+from ..services import Services
+
+
+class ProbeFailed(MailintakeError):
+    pass
+
+
+@dataclass
+class ProbeResult:
+    probe_id: str
+    message_id: int | None
+    seconds: float
+
+
+def send_probe(services: Services, address: str, host: str, port: int, sender: str) -> str:
+    probe_id, header = make_token(services.settings.data_dir)
+    # No folding: a long unbreakable header would be re-encoded as encoded words.
+    msg = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
+    msg["From"] = sender
+    msg["To"] = address
+    msg["Subject"] = f"mailintake 疎通確認 {probe_id}"
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=socket.getfqdn() or "localhost")
+    msg[HEADER] = header
+    with Session(services.engine) as session, session.begin():
+        session.add(
+            Probe(
+                probe_id=probe_id,
+                address=address,
+                message_id_header=msg["Message-ID"],
+                expires_at=utcnow() + PROBE_LIFETIME,
+            )
+        )
+    msg.set_content("mailintake の転送経路の疎通確認です。受信一覧には表示されません。\n")
+    try:
+        with smtplib.SMTP(host, port, timeout=30) as client:
+            client.send_message(msg, from_addr=sender, to_addrs=[address])
+    except (OSError, smtplib.SMTPException) as exc:
+        raise ProbeFailed(f"the MTA at {host}:{port} did not take the probe: {exc}") from exc
+    return probe_id
+
+
+def wait_for_probe(services: Services, probe_id: str, timeout: float, started: float) -> ProbeResult:
+    deadline = started + timeout
+    while True:
+        with Session(services.engine) as session:
+            found = session.scalar(select(Message.id).where(Message.probe_id == probe_id))
+        if found is not None:
+            return ProbeResult(probe_id, found, time.monotonic() - started)
+        if time.monotonic() > deadline:
+            return ProbeResult(probe_id, None, time.monotonic() - started)
+        time.sleep(0.2)

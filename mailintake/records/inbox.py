@@ -1,0 +1,275 @@
+"""The clerks' view of stored mail (受信一覧 and メール詳細), limited to the
+addresses of the user's sections."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, exists, literal, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from .. import jpdates
+from ..errors import BadRequest, NotFound
+from ..mail.addresses import normalize_address
+from ..models import Address, Attachment, Message, MessageRead, MessageStatus, Registration, RegistrationStatus
+from ..people.accounts import UserInfo
+from ..people.visibility import Scope, visible_addresses, visible_message
+from . import search
+from .messages import decode_cursor, encode_cursor
+
+STATUS_LABELS: dict[str, str] = {
+    MessageStatus.NEW: "未処理",
+    MessageStatus.REGISTERED: "収受済",
+    MessageStatus.DISMISSED: "対象外",
+}
+PAGE_SIZES = (25, 50, 100)
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    status: str | None = MessageStatus.NEW
+    address_id: int | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    q: str = ""
+    oldest_first: bool = False
+    cursor: str | None = None
+    limit: int = 50
+    # The API names an address by its text.
+    address: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Any) -> InboxFilter:
+        status = params.get("status", MessageStatus.NEW)
+        if status == "all":
+            status = None
+        elif status not in STATUS_LABELS:
+            raise BadRequest("状態の指定が正しくありません")
+        limit = _int(params.get("limit") or "50", "件数")
+        if limit not in PAGE_SIZES:
+            raise BadRequest(f"表示件数は {', '.join(map(str, PAGE_SIZES))} から選んでください")
+        q = (params.get("q") or "").strip()
+        if len(q) > 200:
+            raise BadRequest("検索語は200文字以内にしてください")
+        return cls(
+            status=status,
+            address_id=_int(params["address"], "アドレス") if params.get("address") else None,
+            date_from=_date(params.get("from")),
+            date_to=_date(params.get("to")),
+            q=q,
+            oldest_first=params.get("sort") == "oldest",
+            cursor=params.get("cursor") or None,
+            limit=limit,
+        )
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise BadRequest(f"{what}の指定が正しくありません") from exc
+
+
+def _date(value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise BadRequest("日付は YYYY-MM-DD で指定してください") from exc
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    address: str
+    received_at: dt.datetime
+    from_name: str
+    from_address: str
+    subject: str
+    attachment_count: int
+    attachment_bytes: int
+    status: str
+    unread: bool
+    # 回答期限 of the mail's registration, for the due badge.
+    reply_due: dt.date | None = None
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+
+@dataclass
+class InboxPage:
+    rows: list[InboxRow]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AddressChoice:
+    id: int
+    address: str
+    label: str
+    section: str
+
+
+class Inbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def addresses(self, user: UserInfo) -> list[AddressChoice]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(Address.id, Address.address, Address.label, Address.section)
+                .where(Address.id.in_(visible_addresses(user)))
+                .order_by(Address.section, Address.address)
+            ).all()
+            return [AddressChoice(*row) for row in rows]
+
+    def page(self, who: UserInfo | Scope, wanted: InboxFilter) -> InboxPage:
+        """One page of the list: the one listing of the clerks' pages (a
+        person: their sections and unread marks) and the API (a token's scope)."""
+        scope = who if isinstance(who, Scope) else Scope.of(who)
+        with Session(self.engine) as session:
+            stmt = _summaries(scope).limit(wanted.limit + 1)
+            stmt = _in_addresses(stmt, scope, self._address_ids(session, scope, wanted), wanted)
+            stmt = _filtered(session, stmt, wanted)
+            stmt = _ordered_after(stmt, wanted)
+            rows = [InboxRow(*row) for row in session.execute(stmt).all()]  # type: ignore[call-arg]
+            page = _with_reply_dues(session, rows[: wanted.limit])
+        next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > wanted.limit else None
+        return InboxPage(page, next_cursor)
+
+    def _address_ids(self, session: Session, scope: Scope, wanted: InboxFilter) -> list[int]:
+        address_ids: list[int] = list(session.scalars(visible_addresses(scope)))
+        if wanted.address is not None:
+            found = session.scalar(select(Address.id).where(Address.address == normalize_address(wanted.address)))
+            if found is None or found not in address_ids:
+                raise BadRequest(f"unknown address: {wanted.address}")
+            return [found]
+        if wanted.address_id is not None:
+            if wanted.address_id not in address_ids:
+                raise NotFound(f"no address {wanted.address_id}")
+            return [wanted.address_id]
+        return address_ids
+
+    def message(self, user: UserInfo, message_id: int, mark_read: bool = True) -> Message:
+        """The message with its attachments and address, detached."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            message = visible_message(session, user, message_id)
+            session.refresh(message, attribute_names=["attachments"])
+            if mark_read and session.get(MessageRead, (user.id, message_id)) is None:
+                session.add(MessageRead(user_id=user.id, message_id=message_id))
+            _ = message.address
+        return message
+
+    def messages(self, user: UserInfo, message_ids: list[int]) -> list[Message]:
+        """Several visible messages with their attachments and addresses, detached."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            out = [visible_message(session, user, message_id) for message_id in message_ids]
+            # One query fills in the attachments of all of them.
+            session.scalars(
+                select(Message).options(selectinload(Message.attachments)).where(Message.id.in_(message_ids))
+            ).all()
+            return out
+
+    def attachment(self, user: UserInfo, message_id: int, attachment_id: int) -> Attachment:
+        """The attachment, detached, with its message and address loaded."""
+        with Session(self.engine) as session:
+            message = visible_message(session, user, message_id)
+            row = session.get(Attachment, attachment_id)
+            if row is None or row.message_id != message_id:
+                raise NotFound(f"no attachment {attachment_id}")
+            row.message = message
+            return row
+
+
+def _jst_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=jpdates.JST)
+
+
+def _with_reply_dues(session: Session, rows: list[InboxRow]) -> list[InboxRow]:
+    registered = [row.id for row in rows if row.status == MessageStatus.REGISTERED]
+    if not registered:
+        return rows
+    dues = dict(
+        session.execute(
+            select(Registration.message_id, Registration.reply_due).where(
+                Registration.message_id.in_(registered),
+                Registration.status == RegistrationStatus.ACTIVE,
+                Registration.reply_due.is_not(None),
+            )
+        ).all()
+    )
+    return [dataclasses.replace(row, reply_due=dues.get(row.id)) for row in rows]
+
+
+def _summaries(scope: Scope) -> Select[*tuple[Any, ...]]:
+    """The list's columns only: a page never loads message bodies."""
+    if scope.user_id is not None:
+        unread = ~exists().where(MessageRead.user_id == scope.user_id, MessageRead.message_id == Message.id)
+    else:
+        unread = literal(False)
+    return (
+        select(
+            Message.id,
+            Address.address,
+            Message.received_at,
+            Message.from_name,
+            Message.from_address,
+            Message.subject,
+            Message.attachment_count,
+            Message.attachment_bytes,
+            Message.status,
+            unread.label("unread"),
+        )
+        .join(Address, Address.id == Message.address_id)
+        .where(Message.probe_id.is_(None))
+    )
+
+
+def _in_addresses(
+    stmt: Select[*tuple[Any, ...]], scope: Scope, address_ids: list[int], wanted: InboxFilter
+) -> Select[*tuple[Any, ...]]:
+    # One address (the usual clerk) compares with =, which lets the
+    # (address, status, received) index deliver rows in order.
+    if len(address_ids) == 1:
+        return stmt.where(Message.address_id == address_ids[0])
+    if scope.section_names is not None or wanted.address_id is not None:
+        return stmt.where(Message.address_id.in_(address_ids))
+    return stmt
+
+
+def _filtered(session: Session, stmt: Select[*tuple[Any, ...]], wanted: InboxFilter) -> Select[*tuple[Any, ...]]:
+    if wanted.status:
+        stmt = stmt.where(Message.status == wanted.status)
+    if wanted.date_from:
+        stmt = stmt.where(Message.received_at >= _jst_midnight(wanted.date_from))
+    if wanted.date_to:
+        stmt = stmt.where(Message.received_at < _jst_midnight(wanted.date_to + dt.timedelta(days=1)))
+    if wanted.q:
+        condition = search.condition(session.connection(), wanted.q)
+        if condition is not None:
+            stmt = stmt.where(condition)
+    return stmt
+
+
+def _ordered_after(stmt: Select[*tuple[Any, ...]], wanted: InboxFilter) -> Select[*tuple[Any, ...]]:
+    """Newest (or oldest) first, after the cursor's row (keyset paging)."""
+    if wanted.oldest_first:
+        stmt = stmt.order_by(Message.received_at.asc(), Message.id.asc())
+    else:
+        stmt = stmt.order_by(Message.received_at.desc(), Message.id.desc())
+    if not wanted.cursor:
+        return stmt
+    received_at, last_id = decode_cursor(wanted.cursor)
+    if wanted.oldest_first:
+        return stmt.where(
+            or_(Message.received_at > received_at, and_(Message.received_at == received_at, Message.id > last_id))
+        )
+    return stmt.where(
+        or_(Message.received_at < received_at, and_(Message.received_at == received_at, Message.id < last_id))
+    )

@@ -1,0 +1,559 @@
+"""収受登録: registering mails as received documents with gapless receipt
+numbers, dismissing (対象外) and cancelling (取消), and the 収受簿.
+
+Receipt numbers count per 文書記号 and fiscal year (April to March, Japan
+time, by 収受日). The counter row is incremented inside the registering
+transaction: concurrent registrations queue on that row (PostgreSQL's row
+lock, SQLite's single writer), and a registration that fails rolls its
+number back with it, so numbers have no gaps and are never reused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .. import jpdates
+from ..errors import BadRequest, ConfigError, Conflict, NotFound
+from ..models import (
+    Attachment,
+    Classification,
+    Message,
+    MessageStatus,
+    ReceiptCounter,
+    Registration,
+    RegistrationStatus,
+    User,
+    utcnow,
+)
+from ..people.accounts import UserInfo
+from ..people.sections import ensure_section
+from ..people.visibility import visible_message
+from . import audit, events
+from .messages import contains_text
+from .spreadsheet import csv_bytes
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class RegistrationRequest:
+    message_id: int
+    subject: str
+    sender: str
+    received_on: dt.date
+    retention: str
+    classification_id: int | None = None
+    remarks: str = ""
+    attachment_ids: Sequence[int] = field(default_factory=tuple)
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """訂正 of a registration's descriptive fields; the number, the mail and
+    the documents chosen stay."""
+
+    subject: str
+    sender: str
+    retention: str
+    classification_id: int | None = None
+    remarks: str = ""
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class RegistrationInfo:
+    id: int
+    message_id: int
+    receipt_number: str
+    number: int
+    fiscal_year: int
+    symbol: str
+    section: str
+    received_on: dt.date
+    subject: str
+    sender: str
+    classification: str
+    retention: str
+    remarks: str
+    status: str
+    registered_by: str
+    registered_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    cancel_reason: str
+    section_id: int = 0
+    classification_id: int | None = None
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+    # The document system's acknowledgement of the newest event, if given.
+    handed_off_at: dt.datetime | None = None
+    handoff_pending: bool = False
+
+    def reply_state(self, today: dt.date) -> str | None:
+        """ "overdue" past the 回答期限, "due" until then, None without one."""
+        if self.reply_due is None or self.status == RegistrationStatus.CANCELLED:
+            return None
+        return "overdue" if self.reply_due < today else "due"
+
+    @property
+    def received_on_wareki(self) -> str:
+        return jpdates.wareki(self.received_on)
+
+    @property
+    def status_label(self) -> str:
+        return "取消" if self.status == RegistrationStatus.CANCELLED else "有効"
+
+
+def format_receipt_number(template: str, symbol: str, fiscal_year: int, number: int) -> str:
+    try:
+        return template.format(
+            symbol=symbol,
+            number=number,
+            fiscal_year=fiscal_year,
+            era_year=jpdates.era_year(fiscal_year, dt.date(fiscal_year, 4, 1)),
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc}") from exc
+
+
+class Registry:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        number_format: str,
+        retention_periods: Sequence[str],
+        clock: Clock = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.number_format = number_format
+        self.retention_periods = tuple(retention_periods)
+        self.clock = clock
+        format_receipt_number(number_format, "記号", 2026, 1)  # fail at start, not at the first registration
+
+    # -- registering -------------------------------------------------------------
+
+    def register(
+        self, user: UserInfo, requests: Sequence[RegistrationRequest], client_address: str = ""
+    ) -> list[RegistrationInfo]:
+        """Register every request or none; numbers follow the given order."""
+        if not requests:
+            raise BadRequest("収受するメールを選んでください")
+        if len({r.message_id for r in requests}) != len(requests):
+            raise BadRequest("同じメールが二度選ばれています")
+        for request in requests:
+            self._validate(request)
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            created: list[Registration] = []
+            for request in requests:
+                # First write of the transaction: claims the message, so two
+                # clerks cannot register the same mail twice.
+                claimed = session.execute(
+                    update(Message)
+                    .where(Message.id == request.message_id, Message.status == MessageStatus.NEW)
+                    .values(status=MessageStatus.REGISTERED)
+                )
+                message = visible_message(session, user, request.message_id)
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    raise Conflict(f"メール {request.message_id} は既に収受済みか対象外です")
+                section = ensure_section(session, message.address.section)
+                fiscal_year = jpdates.fiscal_year(request.received_on)
+                number = _next_number(session, section.symbol, fiscal_year)
+                registration = Registration(
+                    message_id=message.id,
+                    section_id=section.id,
+                    symbol=section.symbol,
+                    fiscal_year=fiscal_year,
+                    number=number,
+                    receipt_number=format_receipt_number(self.number_format, section.symbol, fiscal_year, number),
+                    received_on=request.received_on,
+                    subject=request.subject.strip(),
+                    sender=request.sender.strip(),
+                    classification_id=request.classification_id,
+                    classification_path=_classification_path(session, request.classification_id),
+                    retention=request.retention,
+                    remarks=request.remarks.strip(),
+                    sender_reference=request.sender_reference.strip(),
+                    reply_due=request.reply_due,
+                    attachment_ids=_document_attachments(session, message.id, request.attachment_ids),
+                    registered_by=user.id,
+                    registered_at=now,
+                )
+                session.add(registration)
+                session.flush()
+                audit.record(
+                    session,
+                    user,
+                    "register",
+                    message_id=message.id,
+                    section_id=section.id,
+                    detail=registration.receipt_number,
+                    client_address=client_address,
+                    at=now,
+                )
+                created.append(registration)
+            events.record(session, [(registration, "registered") for registration in created], now)
+            ids = [registration.id for registration in created]
+        return [self.get(user, registration_id) for registration_id in ids]
+
+    def _validate(self, request: RegistrationRequest | Amendment, received_on: dt.date | None = None) -> None:
+        if not request.subject.strip():
+            raise BadRequest("件名を入力してください")
+        if not request.sender.strip():
+            raise BadRequest("発信者を入力してください")
+        if request.retention not in self.retention_periods:
+            raise BadRequest(f"保存期間は {'・'.join(self.retention_periods)} から選んでください")
+        if len(request.sender_reference.strip()) > 200:
+            raise BadRequest("先方文書番号は200文字以内で入力してください")
+        if isinstance(request, RegistrationRequest):
+            received_on = request.received_on
+            if received_on > jpdates.jst_date(self.clock()):
+                raise BadRequest("収受日に未来の日付は指定できません")
+        if request.reply_due is not None and received_on is not None and request.reply_due < received_on:
+            raise BadRequest("回答期限が収受日より前になっています")
+
+    def amend(
+        self, user: UserInfo, registration_id: int, amendment: Amendment, client_address: str = ""
+    ) -> RegistrationInfo:
+        """訂正 by a section administrator: the document system receives an
+        ``amended`` event with the corrected record."""
+        if not user.is_section_admin:
+            raise NotFound(f"no registration {registration_id}")
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            registration = self._visible_registration(session, user, registration_id)
+            if registration.status == RegistrationStatus.CANCELLED:
+                raise Conflict(f"{registration.receipt_number} は取り消されているため訂正できません")
+            self._validate(amendment, registration.received_on)
+            registration.subject = amendment.subject.strip()
+            registration.sender = amendment.sender.strip()
+            registration.retention = amendment.retention
+            if amendment.classification_id != registration.classification_id:
+                registration.classification_id = amendment.classification_id
+                registration.classification_path = _classification_path(session, amendment.classification_id)
+            registration.remarks = amendment.remarks.strip()
+            registration.sender_reference = amendment.sender_reference.strip()
+            registration.reply_due = amendment.reply_due
+            audit.record(
+                session,
+                user,
+                "amend",
+                message_id=registration.message_id,
+                section_id=registration.section_id,
+                detail=registration.receipt_number,
+                client_address=client_address,
+                at=now,
+            )
+            events.record(session, [(registration, "amended")], now)
+        return self.get(user, registration_id)
+
+    def cancel(self, user: UserInfo, registration_id: int, reason: str, client_address: str = "") -> RegistrationInfo:
+        """取消: the number stays taken; the mail becomes 未処理 again."""
+        if not user.is_section_admin:
+            raise NotFound(f"no registration {registration_id}")
+        if not reason.strip():
+            raise BadRequest("取消の理由を入力してください")
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            registration = self._visible_registration(session, user, registration_id)
+            if registration.status == RegistrationStatus.CANCELLED:
+                raise Conflict(f"{registration.receipt_number} は既に取り消されています")
+            registration.status = RegistrationStatus.CANCELLED
+            registration.cancelled_by = user.id
+            registration.cancelled_at = now
+            registration.cancel_reason = reason.strip()
+            session.execute(
+                update(Message)
+                .where(Message.id == registration.message_id, Message.status == MessageStatus.REGISTERED)
+                .values(status=MessageStatus.NEW)
+            )
+            audit.record(
+                session,
+                user,
+                "cancel",
+                message_id=registration.message_id,
+                section_id=registration.section_id,
+                detail=f"{registration.receipt_number}: {reason.strip()}",
+                client_address=client_address,
+                at=now,
+            )
+            events.record(session, [(registration, "cancelled")], now)
+        return self.get(user, registration_id)
+
+    # -- 対象外 ----------------------------------------------------------------------
+
+    def dismiss(self, user: UserInfo, message_id: int, reason: str, client_address: str = "") -> None:
+        if not reason.strip():
+            raise BadRequest("対象外にする理由を入力してください")
+        self._set_status(
+            user, message_id, MessageStatus.NEW, MessageStatus.DISMISSED, reason.strip(), "dismiss", client_address
+        )
+
+    def undismiss(self, user: UserInfo, message_id: int, client_address: str = "") -> None:
+        self._set_status(
+            user, message_id, MessageStatus.DISMISSED, MessageStatus.NEW, None, "undismiss", client_address
+        )
+
+    def _set_status(
+        self,
+        user: UserInfo,
+        message_id: int,
+        before: str,
+        after: str,
+        reason: str | None,
+        action: str,
+        client_address: str,
+    ) -> None:
+        with Session(self.engine) as session, session.begin():
+            changed = session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == before)
+                .values(status=after, dismiss_reason=reason)
+            )
+            message = visible_message(session, user, message_id)
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict("このメールの状態は既に変わっています。一覧を更新してください")
+            audit.record(
+                session,
+                user,
+                action,
+                message_id=message_id,
+                section_id=ensure_section(session, message.address.section).id,
+                detail=reason or "",
+                client_address=client_address,
+                at=self.clock(),
+            )
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, user: UserInfo, registration_id: int) -> RegistrationInfo:
+        with Session(self.engine) as session:
+            return _info(session, self._visible_registration(session, user, registration_id))
+
+    def for_message(self, user: UserInfo, message_id: int) -> list[RegistrationInfo]:
+        with Session(self.engine) as session:
+            visible_message(session, user, message_id)
+            rows = session.scalars(
+                select(Registration).where(Registration.message_id == message_id).order_by(Registration.id)
+            ).all()
+            return [_info(session, r) for r in rows]
+
+    def book(
+        self, user: UserInfo, section_id: int, fiscal_year: int, q: str = "", reply_due_only: bool = False
+    ) -> list[RegistrationInfo]:
+        """The 収受簿 of one section and fiscal year, in number order; ``q``
+        finds a word in 収受番号, 件名, 発信者, 先方文書番号 or 備考."""
+        if not user.is_system_admin and section_id not in {s.id for s in user.sections}:
+            raise NotFound(f"no section {section_id}")
+        stmt = (
+            select(Registration)
+            .where(Registration.section_id == section_id, Registration.fiscal_year == fiscal_year)
+            .order_by(Registration.symbol, Registration.number)
+        )
+        if q.strip():
+            columns = [
+                Registration.receipt_number,
+                Registration.subject,
+                Registration.sender,
+                Registration.sender_reference,
+                Registration.remarks,
+            ]
+            stmt = stmt.where(contains_text(columns, q.strip()))
+        if reply_due_only:
+            stmt = stmt.where(Registration.reply_due.is_not(None))
+        with Session(self.engine) as session:
+            return [_info(session, r) for r in session.scalars(stmt).all()]
+
+    def awaiting_handoff(self, user: UserInfo, section_id: int, older_than: dt.timedelta) -> list[RegistrationInfo]:
+        """Registrations of the section whose newest event the document
+        system has not acknowledged within ``older_than``."""
+        if not user.is_system_admin and section_id not in {s.id for s in user.sections}:
+            raise NotFound(f"no section {section_id}")
+        with Session(self.engine) as session:
+            rows = events.awaiting_ack(session, self.clock() - older_than, [section_id])
+            return [_info(session, r) for r in rows]
+
+    def _visible_registration(self, session: Session, user: UserInfo, registration_id: int) -> Registration:
+        registration = session.get(Registration, registration_id)
+        if registration is None or (
+            not user.is_system_admin and registration.section_id not in {s.id for s in user.sections}
+        ):
+            raise NotFound(f"no registration {registration_id}")
+        return registration
+
+    # -- classifications ---------------------------------------------------------
+
+    def classifications(self) -> list[tuple[int, str]]:
+        """(id, 大分類 > 中分類 > 小分類) of every enabled classification, by path."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Classification).where(Classification.enabled.is_(True))).all()
+            by_id = {row.id: row for row in rows}
+            paths = [(row.id, path) for row in rows if (path := _path(by_id, row)) is not None]
+            return sorted(paths, key=lambda p: p[1])
+
+    def add_classification(self, name: str, parent_id: int | None = None) -> int:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise BadRequest("分類名を200文字以内で入力してください")
+        with Session(self.engine) as session, session.begin():
+            if parent_id is not None and session.get(Classification, parent_id) is None:
+                raise BadRequest("上位の分類がありません")
+            exists = session.scalar(
+                select(Classification.id).where(Classification.parent_id == parent_id, Classification.name == name)
+            )
+            if exists is not None:
+                raise BadRequest(f"分類「{name}」は既にあります")
+            row = Classification(name=name, parent_id=parent_id)
+            session.add(row)
+            session.flush()
+            return row.id
+
+
+def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert_fn(ReceiptCounter)
+        .values(symbol=symbol, fiscal_year=fiscal_year, last_number=0)
+        .on_conflict_do_nothing(index_elements=["symbol", "fiscal_year"])
+    )
+    number = session.scalar(
+        update(ReceiptCounter)
+        .where(ReceiptCounter.symbol == symbol, ReceiptCounter.fiscal_year == fiscal_year)
+        .values(last_number=ReceiptCounter.last_number + 1)
+        .returning(ReceiptCounter.last_number)
+    )
+    assert number is not None
+    return int(number)
+
+
+def _path(by_id: dict[int, Classification], row: Classification) -> str | None:
+    names = [row.name]
+    seen = {row.id}
+    parent = row.parent_id
+    while parent is not None:
+        node = by_id.get(parent)
+        if node is None or node.id in seen:
+            return None  # a disabled ancestor hides its branch
+        names.append(node.name)
+        seen.add(node.id)
+        parent = node.parent_id
+    return " > ".join(reversed(names))
+
+
+def _classification_path(session: Session, classification_id: int | None) -> str:
+    if classification_id is None:
+        return ""
+    rows = session.scalars(select(Classification)).all()
+    by_id = {row.id: row for row in rows if row.enabled}
+    row = by_id.get(classification_id)
+    path = _path(by_id, row) if row is not None else None
+    if path is None:
+        raise BadRequest("文書分類が正しくありません")
+    return path
+
+
+def _document_attachments(session: Session, message_id: int, wanted: Sequence[int]) -> list[int]:
+    if not wanted:
+        return []
+    found = set(
+        session.scalars(select(Attachment.id).where(Attachment.message_id == message_id, Attachment.id.in_(wanted)))
+    )
+    if found != set(wanted):
+        raise BadRequest("選ばれた添付ファイルがこのメールのものではありません")
+    return sorted(found)
+
+
+def _info(session: Session, registration: Registration) -> RegistrationInfo:
+    registered_by = session.get(User, registration.registered_by)
+    return RegistrationInfo(
+        id=registration.id,
+        message_id=registration.message_id,
+        receipt_number=registration.receipt_number,
+        number=registration.number,
+        fiscal_year=registration.fiscal_year,
+        symbol=registration.symbol,
+        section=registration.section.name,
+        received_on=registration.received_on,
+        subject=registration.subject,
+        sender=registration.sender,
+        classification=registration.classification_path,
+        retention=registration.retention,
+        remarks=registration.remarks,
+        status=registration.status,
+        registered_by=(registered_by.display_name or registered_by.username) if registered_by else "",
+        registered_at=registration.registered_at,
+        cancelled_at=registration.cancelled_at,
+        cancel_reason=registration.cancel_reason,
+        section_id=registration.section_id,
+        classification_id=registration.classification_id,
+        sender_reference=registration.sender_reference,
+        reply_due=registration.reply_due,
+        handed_off_at=registration.acked_at if registration.acked_seq else None,
+        handoff_pending=events.pending(registration),
+    )
+
+
+# -- 収受簿 CSV ------------------------------------------------------------------
+
+BOOK_COLUMNS = (
+    "収受番号",
+    "収受日",
+    "件名",
+    "発信者",
+    "文書分類",
+    "保存期間",
+    "担当課",
+    "備考",
+    "状態",
+    "取消理由",
+    "登録者",
+    "登録日時",
+    # Added later, so at the end: a sheet that reads the columns above by
+    # position keeps working.
+    "先方文書番号",
+    "回答期限",
+    "連携",
+)
+
+
+def book_csv(rows: Sequence[RegistrationInfo], encoding: str) -> bytes:
+    """The 収受簿 as CSV (see spreadsheet.csv_bytes for the encodings)."""
+    return csv_bytes(BOOK_COLUMNS, (_book_row(row) for row in rows), encoding)
+
+
+def _book_row(row: RegistrationInfo) -> list[Any]:
+    return [
+        row.receipt_number,
+        row.received_on_wareki,
+        row.subject,
+        row.sender,
+        row.classification,
+        row.retention,
+        row.section,
+        row.remarks,
+        row.status_label,
+        row.cancel_reason,
+        row.registered_by,
+        jpdates.to_jst(row.registered_at).strftime("%Y-%m-%d %H:%M"),
+        row.sender_reference,
+        jpdates.wareki(row.reply_due) if row.reply_due else "",
+        handoff_label(row),
+    ]
+
+
+def handoff_label(row: RegistrationInfo) -> str:
+    """連携済 (with the time) once the document system acknowledged the newest event."""
+    if row.handed_off_at is not None and not row.handoff_pending:
+        return "連携済 " + jpdates.to_jst(row.handed_off_at).strftime("%Y-%m-%d %H:%M")
+    return "連携待ち"

@@ -1,0 +1,226 @@
+"""Japanese full-text search without a word segmenter.
+
+Japanese has no spaces between words and most words are two kanji, so text
+is indexed as overlapping character bigrams (会議資料 → 会議 議資 資料 料),
+the last character of each run standing alone so that a one-character query
+finds it. A query becomes a phrase of its own bigrams, which matches exactly
+the texts that contain it; space-separated words must all match. Text and
+query are normalised alike (NFKC, case-folded, 〜 and ～ unified), so ｶﾀｶﾅ
+finds カタカナ and 〜 finds ～.
+
+SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
+(FTS5's own trigram tokenizer needs three characters, and SQLite 3.40's LIKE
+on it is broken). PostgreSQL: a ``tsvector`` column with a GIN index in the
+'simple' configuration (pg_trgm cannot index two-character words).
+
+The index is filled by the ingester's process while the spool is empty, in
+small batches, never inside an ingestion transaction (indexing there halved
+SMTP throughput; a separate indexer process cost 60 MB of memory and, on
+SQLite, write-lock contention with ingestion). Messages not reached yet are
+found by a substring scan of the newest few, so a search never misses
+fresh mail.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, or_, text
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..mail import charsets
+from ..models import Message
+from .messages import contains_text
+
+MAX_INDEXED_CHARS = 20_000
+BATCH = 500
+# Ids the indexer looks back over: a transaction that committed a lower id
+# after a higher one (two writers at once) is still picked up.
+LOOKBACK = 2_000
+
+
+def normalize(value: str) -> str:
+    return unicodedata.normalize("NFKC", charsets.normalize(value)).casefold()
+
+
+def _runs(value: str) -> list[str]:
+    return normalize(value).split()
+
+
+def index_terms(parts: Iterable[str]) -> str:
+    """The space-separated bigram terms stored for one message."""
+    terms: list[str] = []
+    for part in parts:
+        for run in _runs(part[:MAX_INDEXED_CHARS]):
+            terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+            terms.append(run[-1])
+    return " ".join(terms)
+
+
+def query_runs(query: str) -> list[list[str]]:
+    """Per space-separated word: its bigrams (or the single character),
+    without terms of punctuation only, which neither engine indexes."""
+    out = []
+    for run in _runs(query):
+        terms = [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
+        if terms:
+            out.append(terms)
+    return out
+
+
+# -- schema: created by the migrations (mailintake/migrations) ---------------------
+
+
+def _indexed_column(dialect: str) -> str:
+    return "rowid" if dialect == "sqlite" else "message_id"
+
+
+# -- indexing ----------------------------------------------------------------------
+
+
+def watermark(conn: Connection) -> int:
+    value = conn.execute(text("SELECT last_message_id FROM search_state WHERE id = 1")).scalar()
+    return int(value or 0)
+
+
+def index_pending(engine: Engine, batch: int = BATCH) -> int:
+    """Index up to ``batch`` messages not yet in the index; returns how many."""
+    with engine.begin() as conn:
+        mark = watermark(conn)
+        column = _indexed_column(conn.dialect.name)
+        # Candidates come from a bounded range of the primary key (the
+        # look-back zone plus one batch), so each pass costs the same however
+        # large the table and whatever the planner's statistics say.
+        rows = conn.execute(
+            text(
+                "SELECT m.id, m.subject, m.from_name, m.from_address, m.text_body"
+                " FROM (SELECT id FROM messages WHERE id > :low ORDER BY id LIMIT :window) c"
+                " JOIN messages m ON m.id = c.id"
+                # NOT EXISTS, not NOT IN: PostgreSQL runs NOT IN over a large
+                # table as a nested subplan (quadratic); this is an anti-join.
+                f" WHERE NOT EXISTS (SELECT 1 FROM message_search s WHERE s.{column} = m.id)"
+                " ORDER BY m.id LIMIT :batch"
+            ),
+            {"low": max(0, mark - LOOKBACK), "window": LOOKBACK + batch, "batch": batch},
+        ).all()
+        if not rows:
+            return 0
+        names: dict[int, list[str]] = {}
+        for message_id, filename in conn.execute(
+            text("SELECT message_id, filename FROM attachments WHERE message_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": [row.id for row in rows]},
+        ):
+            names.setdefault(message_id, []).append(filename)
+        values = [
+            {
+                "id": row.id,
+                "terms": index_terms(
+                    [row.subject, row.from_name, row.from_address, row.text_body, *names.get(row.id, [])]
+                ),
+            }
+            for row in rows
+        ]
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("INSERT INTO message_search(rowid, terms) VALUES (:id, :terms)"), values)
+        else:
+            conn.execute(
+                text("INSERT INTO message_search(message_id, terms) VALUES (:id, to_tsvector('simple', :terms))"),
+                values,
+            )
+        new_mark = max(mark, max(row.id for row in rows))
+        updated = conn.execute(text("UPDATE search_state SET last_message_id = :m WHERE id = 1"), {"m": new_mark})
+        if updated.rowcount == 0:
+            conn.execute(text("INSERT INTO search_state (id, last_message_id) VALUES (1, :m)"), {"m": new_mark})
+        return len(rows)
+
+
+def remove(conn: Connection, message_ids: list[int]) -> None:
+    """Drop messages about to be deleted from the index (PostgreSQL's rows
+    cascade with the message; SQLite's FTS5 rows have no foreign key)."""
+    if conn.dialect.name == "sqlite" and message_ids:
+        conn.execute(
+            text("DELETE FROM message_search WHERE rowid IN :ids").bindparams(bindparam("ids", expanding=True)),
+            {"ids": message_ids},
+        )
+
+
+def index_all(engine: Engine) -> int:
+    total = 0
+    while n := index_pending(engine):
+        total += n
+    return total
+
+
+# -- querying ----------------------------------------------------------------------
+
+
+def condition(conn: Connection, query: str) -> ColumnElement[bool] | None:
+    """A WHERE condition on messages for ``query``, or None when the query
+    has no searchable characters. Indexed messages are matched through the
+    index; the few above the indexer's watermark by a substring scan."""
+    runs = query_runs(query)
+    if not runs:
+        return None
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # For this transaction, room to hash the matching ids: a common
+        # two-character word matches a quarter of all mail, and without the
+        # hash PostgreSQL runs the index subquery once per listed row.
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    mark = watermark(conn)
+    indexed = _index_condition(dialect, runs)
+    # Stored text has the decoder's normalisation (charsets.normalize), not NFKC.
+    words = [w for w in charsets.normalize(query).split() if any(ch.isalnum() for ch in w)]
+    columns = [Message.subject, Message.from_name, Message.from_address, Message.text_body]
+    fresh = [contains_text(columns, word) for word in words]
+    # A best effort (no NFKC, no case folding) for the seconds before the
+    # indexer catches up.
+    return or_(indexed, (Message.id > mark) & _all(fresh))
+
+
+def _all(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    out = conditions[0]
+    for item in conditions[1:]:
+        out = out & item
+    return out
+
+
+def _index_condition(dialect: str, runs: list[list[str]]) -> ColumnElement[bool]:
+    if dialect == "sqlite":
+        expression = " AND ".join(_fts5_term(run) for run in runs)
+        return text(  # type: ignore[return-value]
+            "messages.id IN (SELECT rowid FROM message_search WHERE message_search MATCH :fts)"
+        ).bindparams(bindparam("fts", expression))
+    # phraseto_tsquery parses the bigram string exactly as to_tsvector did,
+    # so both sides agree on lexemes and positions.
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    for i, run in enumerate(runs):
+        if len(run) == 1 and len(run[0]) == 1:
+            parts.append(f"to_tsquery('simple', :tsq{i})")
+            params[f"tsq{i}"] = _tsquery_prefix(run[0])
+        else:
+            parts.append(f"phraseto_tsquery('simple', :tsq{i})")
+            params[f"tsq{i}"] = " ".join(run)
+    return text(  # type: ignore[return-value]
+        "messages.id IN (SELECT message_id FROM message_search WHERE terms @@ (" + " && ".join(parts) + "))"
+    ).bindparams(**params)
+
+
+def _tsquery_prefix(char: str) -> str:
+    return "'" + char.replace("'", "''").replace("\\", "\\\\") + "':*"
+
+
+def _fts5_term(run: list[str]) -> str:
+    if len(run) == 1 and len(run[0]) == 1:
+        return f"{_fts5_string(run[0])} *"  # one character: any term starting with it
+    return " + ".join(_fts5_string(term) for term in run)  # adjacent terms: a phrase
+
+
+def _fts5_string(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'

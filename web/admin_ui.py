@@ -1,0 +1,254 @@
+"""The administrators' pages: users, sections and their 文書記号, the 文書分類
+tree, the audit log, and the designated addresses with their generated MTA
+configuration and a probe through the organisation's MTA."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from ..errors import BadRequest, MailintakeError, NotFound
+from ..models import ROLES
+from ..operations import mta_config
+from ..operations.probing import send_probe, wait_for_probe
+from ..records import audit as audit_module
+from .downloads import content_disposition
+from .ui import Handler, WebUI, _field, _form, _path_int, _session, page
+
+PROBE_TIMEOUT = 30.0
+DAILY_DAYS = 7
+
+
+class AdminUI:
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+        self.services = ui.services
+        self.render = ui.render
+
+    def routes(self) -> list[Route]:
+        s = self.services
+
+        def get(path: str, handler: Handler, role: str = "system_admin") -> Route:
+            return Route(path, page(s, role=role)(handler), methods=["GET"])
+
+        def post(path: str, handler: Handler, role: str = "system_admin") -> Route:
+            return Route(path, page(s, role=role)(handler), methods=["POST"])
+
+        return [
+            get("/admin/users", self.admin_users),
+            post("/admin/users", self.admin_add_user),
+            post("/admin/users/{user_id:id}", self.admin_update_user),
+            get("/admin/sections", self.admin_sections),
+            post("/admin/sections/{section_id:id}", self.admin_update_section),
+            get("/admin/classifications", self.admin_classifications),
+            post("/admin/classifications", self.admin_add_classification),
+            get("/admin/audit", self.admin_audit, role="section_admin"),
+            get("/admin/audit.csv", self.admin_audit_export, role="section_admin"),
+            get("/admin/addresses", self.addresses),
+            post("/admin/addresses", self.add_address),
+            post("/admin/addresses/update", self.update_address),
+            post("/admin/addresses/enable", self.enable_address),
+            post("/admin/addresses/disable", self.disable_address),
+            post("/admin/addresses/delete", self.delete_address),
+            post("/admin/addresses/probe", self.probe_address),
+            get("/admin/mta-config", self.mta_config_page),
+            get("/admin/filelink", self.filelink_status),
+        ]
+
+    # -- designated addresses ----------------------------------------------------
+
+    def addresses(
+        self, request: Request, error: str | None = None, status_code: int = 200, probe: Any = None
+    ) -> Response:
+        infos = self.services.addresses.list()
+        daily = {info.address: self.services.addresses.daily_counts(info.address, DAILY_DAYS) for info in infos}
+        settings = self.services.settings
+        return self.render(
+            request,
+            "admin_addresses.html",
+            status_code=status_code,
+            addresses=infos,
+            daily=daily,
+            days=[day for day, _ in next(iter(daily.values()), [])],
+            error=error,
+            probe=probe,
+            # Through the MTA: a probe sent to the relay itself proves nothing
+            # about the forwarding.
+            default_via=settings.probe_via,
+        )
+
+    def _address_action(self, request: Request, action: Any) -> Response:
+        try:
+            action()
+        except MailintakeError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            return self.addresses(request, str(exc), status_code=exc.http_status)
+        return RedirectResponse("/admin/addresses?notice=saved", status_code=303)
+
+    def add_address(self, request: Request) -> Response:
+        return self._address_action(
+            request,
+            lambda: self.services.addresses.add(
+                _field(request, "address"), _field(request, "section"), _field(request, "label")
+            ),
+        )
+
+    def update_address(self, request: Request) -> Response:
+        return self._address_action(
+            request,
+            lambda: self.services.addresses.update(
+                _field(request, "address"), section=_field(request, "section"), label=_field(request, "label")
+            ),
+        )
+
+    def enable_address(self, request: Request) -> Response:
+        return self._address_action(
+            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), True)
+        )
+
+    def disable_address(self, request: Request) -> Response:
+        return self._address_action(
+            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), False)
+        )
+
+    def delete_address(self, request: Request) -> Response:
+        return self._address_action(request, lambda: self.services.addresses.delete(_field(request, "address")))
+
+    def probe_address(self, request: Request) -> Response:
+        """Send a probe through the MTA at ``via`` and wait for it here."""
+        address = self.services.addresses.get(_field(request, "address"))
+        if not address.enabled:
+            return self.addresses(request, f"{address.address} は無効です。有効にしてから確認してください。", 400)
+        host, port = _host_port(_field(request, "via"))
+        started = time.monotonic()
+        try:
+            probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
+        except MailintakeError as exc:
+            return self.addresses(request, f"疎通確認を送れませんでした: {exc}", 502)
+        result = wait_for_probe(self.services, probe_id, PROBE_TIMEOUT, started)
+        return self.addresses(request, probe={"address": address.address, "via": f"{host}:{port}", "result": result})
+
+    def mta_config_page(self, request: Request) -> Response:
+        settings = self.services.settings
+        mta = request.query_params.get("mta", "postfix")
+        mode = request.query_params.get("mode", "divert")
+        if mta not in ("postfix", "sendmail") or mode not in mta_config.MODES:
+            raise BadRequest("MTA は postfix か sendmail、方式は copy か divert を指定してください")
+        relay = request.query_params.get("relay") or f"{settings.smtp_host}:{settings.smtp_port}"
+        host, port = _host_port(relay)
+        enabled = [info.address for info in self.services.addresses.list() if info.enabled]
+        build = mta_config.postfix if mta == "postfix" else mta_config.sendmail
+        config = build(enabled, mode, host, port, settings.copy_route_suffix)
+        return self.render(
+            request, "admin_mta_config.html", config=config, mta=mta, mode=mode, relay=relay, addresses=enabled
+        )
+
+    def filelink_status(self, request: Request) -> Response:
+        """The linkage engine's own status file, read as it is."""
+        document, problem = _read_status(self.services.settings.filelink_status)
+        return self.render(request, "admin_filelink.html", document=document, problem=problem)
+
+    # -- users, sections, classifications, audit ---------------------------------
+
+    def admin_users(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
+        return self.render(
+            request,
+            "admin_users.html",
+            status_code=status_code,
+            users=self.services.accounts.list_users(),
+            sections=self.services.accounts.sections(),
+            roles=ROLES,
+            error=error,
+        )
+
+    def admin_add_user(self, request: Request) -> Response:
+        form = _form(request)
+        try:
+            self.services.accounts.add_user(
+                _field(request, "username"),
+                password=_field(request, "password") or None,
+                role=_field(request, "role", "clerk"),
+                sections=[v for v in form.getlist("sections") if isinstance(v, str)],
+                display_name=_field(request, "display_name"),
+            )
+        except BadRequest as exc:
+            return self.admin_users(request, str(exc), status_code=400)
+        return RedirectResponse("/admin/users?notice=saved", status_code=303)
+
+    def admin_update_user(self, request: Request) -> Response:
+        user_id = _path_int(request, "user_id")
+        target = self.services.accounts.get(user_id)
+        if target is None:
+            raise NotFound("そのユーザーはいません")
+        form = _form(request)
+        enabled = _field(request, "enabled") == "1"
+        if target.id == _session(request).user.id and not enabled:
+            return self.admin_users(request, "自分自身は無効にできません", status_code=400)
+        self.services.accounts.update_user(
+            target.username,
+            role=_field(request, "role", target.role),
+            sections=[v for v in form.getlist("sections") if isinstance(v, str)],
+            enabled=enabled,
+        )
+        return RedirectResponse("/admin/users?notice=saved", status_code=303)
+
+    def admin_sections(self, request: Request) -> Response:
+        return self.render(request, "admin_sections.html", sections=self.services.accounts.sections())
+
+    def admin_update_section(self, request: Request) -> Response:
+        self.services.accounts.set_symbol(_path_int(request, "section_id"), _field(request, "symbol"))
+        return RedirectResponse("/admin/sections?notice=saved", status_code=303)
+
+    def admin_classifications(self, request: Request) -> Response:
+        return self.render(
+            request, "admin_classifications.html", classifications=self.services.registry.classifications()
+        )
+
+    def admin_add_classification(self, request: Request) -> Response:
+        parent = _field(request, "parent_id")
+        try:
+            parent_id = int(parent) if parent else None
+        except ValueError as exc:
+            raise BadRequest("上位の分類の指定が正しくありません") from exc
+        self.services.registry.add_classification(_field(request, "name"), parent_id)
+        return RedirectResponse("/admin/classifications?notice=saved", status_code=303)
+
+    def admin_audit(self, request: Request) -> Response:
+        before = request.query_params.get("before")
+        entries = self.services.audit.entries(
+            _session(request).user, limit=200, before_id=int(before) if before and before.isdigit() else None
+        )
+        return self.render(request, "audit.html", entries=entries)
+
+    def admin_audit_export(self, request: Request) -> Response:
+        entries = self.services.audit.entries(_session(request).user, limit=1_000_000)
+        return Response(
+            audit_module.entries_csv(entries),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": content_disposition("監査ログ.csv", "audit.csv")},
+        )
+
+
+def _read_status(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    if path is None:
+        return None, "連携状況ファイル（filelink_status）が設定されていません。"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, f"{path} がありません。連携エンジン（filelink run）が動いているか確認してください。"
+    except (OSError, ValueError) as exc:
+        return None, f"{path} を読めません: {exc}"
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise BadRequest(f"ホスト:ポート の形で指定してください（{value!r}）")
+    return host.strip("[]"), int(port)

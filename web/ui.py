@@ -1,0 +1,649 @@
+"""The clerks' web UI: sign-in, 受信一覧, メール詳細, 収受登録, 収受簿 and the
+administrators' pages. Server-rendered, in Japanese, usable without script.
+
+Every page goes through :func:`page`, which resolves the session, checks
+the role, and on POST checks the CSRF token before the handler runs.
+Handlers are sync functions: Starlette runs them in its thread pool, so
+database work never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import secrets
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from .. import jpdates
+from ..errors import BadRequest, Forbidden, MailintakeError, NotFound, TooManyAttempts
+from ..mail import delivery_route
+from ..mail import html as html_view
+from ..mail.filenames import display_name
+from ..models import ROLES
+from ..people.accounts import ROLE_LABELS
+from ..people.sessions import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    ActiveSession,
+    LoginThrottle,
+    PasswordChecks,
+    tokens_match,
+)
+from ..records.inbox import PAGE_SIZES, STATUS_LABELS, InboxFilter
+from ..records.registry import Amendment, RegistrationRequest, book_csv, handoff_label
+from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
+from ..services import Services
+from . import downloads
+from .downloads import content_disposition, safe_content_type
+
+Handler = Callable[[Request], Response]
+
+NOTICES = {
+    "dismissed": "対象外にしました。",
+    "undismissed": "対象外を取り消し、未処理に戻しました。",
+    "cancelled": "収受を取り消しました。番号は欠番として残ります。",
+    "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
+    "saved": "保存しました。",
+    "logged_out": "ログアウトしました。",
+}
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _session(request: Request) -> ActiveSession:
+    session: ActiveSession = request.state.session
+    return session
+
+
+# What a browser says it fetches (Sec-Fetch-Dest) when a page is opened or
+# script fetches it; anything else (an image, a style sheet, a font…) is a
+# resource embedded somewhere, e.g. a CSS url() in a hostile mail, which
+# must not download, audit or mark read in the clerk's name.
+NAVIGATION_DESTS = frozenset({"document", "empty"})
+
+
+def page(
+    services: Services, *, role: str | None = None, embeddable: bool = False
+) -> Callable[[Handler], Callable[[Request], Any]]:
+    """Wraps a sync handler: sign-in required, ``role`` or above, CSRF on
+    POST, and (unless ``embeddable``) only navigations or fetches."""
+    minimum = ROLES.index(role) if role else 0
+
+    def decorate(handler: Handler) -> Callable[[Request], Any]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            dest = request.headers.get("sec-fetch-dest")
+            if not embeddable and dest is not None and dest not in NAVIGATION_DESTS:
+                raise Forbidden("このページは埋め込んで開くことはできません。")
+            token = request.cookies.get(SESSION_COOKIE)
+            session = await run_in_threadpool(services.sessions.resolve, token)
+            if session is None:
+                if request.method != "GET":
+                    raise Forbidden("ログインの有効期限が切れました。もう一度ログインしてください。")
+                return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
+            if ROLES.index(session.user.role) < minimum:
+                raise NotFound("このページはありません")
+            request.state.session = session
+            if request.method == "POST":
+                form = await request.form()
+                if not tokens_match(session.csrf_token, _text(form, CSRF_FIELD)):
+                    raise Forbidden("フォームの有効期限が切れました。ページを開き直してから操作してください。")
+                request.state.form = form
+            return await run_in_threadpool(handler, request)
+
+        return endpoint
+
+    return decorate
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _form(request: Request) -> FormData:
+    form: FormData = request.state.form
+    return form
+
+
+def _field(request: Request, name: str, default: str = "") -> str:
+    return _text(_form(request), name) or default
+
+
+def _path_int(request: Request, name: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except (KeyError, ValueError) as exc:
+        raise NotFound("このページはありません") from exc
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/messages"
+
+
+def filesize(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" or size >= 10 else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def install_filters(templates: Jinja2Templates) -> None:
+    env = templates.env
+    env.filters["wareki"] = jpdates.wareki
+    env.filters["wareki_datetime"] = jpdates.wareki_datetime
+    env.filters["short_datetime"] = jpdates.short_datetime
+    env.filters["jst_date"] = jpdates.jst_date
+    env.filters["jst_seconds"] = lambda moment: jpdates.to_jst(moment).strftime("%Y-%m-%d %H:%M:%S")
+    env.filters["filesize"] = filesize
+    env.filters["iso_wareki"] = lambda value: (
+        jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
+    )
+    env.filters["display_name"] = display_name
+    env.globals["STATUS_LABELS"] = STATUS_LABELS
+    env.globals["ROLE_LABELS"] = ROLE_LABELS
+    # Defaults for pages rendered without a session (sign-in, errors).
+    env.globals.update(user=None, csrf_token="", notice=None)
+    env.globals["wareki_fiscal_year"] = jpdates.wareki_fiscal_year
+    env.globals["today_jst"] = lambda: dt.datetime.now(jpdates.JST).date()
+    env.filters["handoff_label"] = handoff_label
+
+
+class WebUI:
+    def __init__(self, services: Services, templates: Jinja2Templates) -> None:
+        self.services = services
+        self.templates = templates
+        self.throttle = LoginThrottle()
+        self.password_checks = PasswordChecks()
+        install_filters(templates)
+
+    def routes(self) -> list[Route]:
+        s = self.services
+
+        def get(path: str, handler: Handler, role: str | None = None, embeddable: bool = False) -> Route:
+            return Route(path, page(s, role=role, embeddable=embeddable)(handler), methods=["GET"])
+
+        def post(path: str, handler: Handler, role: str | None = None) -> Route:
+            return Route(path, page(s, role=role)(handler), methods=["POST"])
+
+        return [
+            Route("/login", self.login_form, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            post("/logout", self.logout),
+            get("/messages", self.message_list),
+            get("/messages/{message_id:id}", self.message_detail),
+            get("/messages/{message_id:id}/body.html", self.message_html, embeddable=True),  # the body's iframe
+            get("/messages/{message_id:id}/source", self.message_source),
+            get("/messages/{message_id:id}/original.eml", self.message_original),
+            get("/messages/{message_id:id}/attachments/{attachment_id:id}", self.attachment_download),
+            get(
+                "/messages/{message_id:id}/attachments/{attachment_id:id}/preview",
+                self.attachment_preview,
+                embeddable=True,  # inline images of the body, the PDF frame
+            ),
+            post("/messages/{message_id:id}/dismiss", self.dismiss),
+            post("/messages/{message_id:id}/undismiss", self.undismiss),
+            get("/register", self.register_form),
+            post("/register", self.register),
+            get("/registered", self.registered),
+            post("/registrations/{registration_id:id}/cancel", self.cancel, role="section_admin"),
+            get("/registrations/{registration_id:id}/edit", self.amend_form, role="section_admin"),
+            post("/registrations/{registration_id:id}/edit", self.amend, role="section_admin"),
+            get("/book", self.book),
+            get("/book.csv", self.book_export),
+        ]
+
+    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        session: ActiveSession | None = getattr(request.state, "session", None)
+        context.setdefault("notice", NOTICES.get(request.query_params.get("notice", "")))
+        return self.templates.TemplateResponse(
+            request,
+            template,
+            {
+                "user": session.user if session else None,
+                "csrf_token": session.csrf_token if session else "",
+                **context,
+            },
+            status_code=status_code,
+        )
+
+    # -- sign-in -------------------------------------------------------------------
+
+    def login_form(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
+        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+        response = self.render(
+            request,
+            "login.html",
+            status_code=status_code,
+            login_token=token,
+            next=_safe_next(request.query_params.get("next")),
+            error=error,
+        )
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        username = (_text(form, "username") or "").strip()
+        password = _text(form, "password") or ""
+        client = client_address(request)
+        if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), _text(form, CSRF_FIELD)):
+            raise Forbidden("フォームの有効期限が切れました。ページを開き直してからログインしてください。")
+        wait = self.throttle.admit(username, client)
+        if wait > 0:
+            raise TooManyAttempts(
+                f"ログインの失敗が続いたため、しばらく受け付けません。{int(wait) + 1}秒後にお試しください。", wait
+            )
+        try:
+            async with self.password_checks.slot():
+                user = await run_in_threadpool(self.services.accounts.authenticate, username, password)
+        except TooManyAttempts:
+            self.throttle.withdraw(username, client)
+            raise
+        if user is None:
+            await run_in_threadpool(
+                self.services.audit.record, None, "login_failed", username=username, client_address=client
+            )
+            return self.login_form(request, "ユーザーIDまたはパスワードが違います。", status_code=401)
+        self.throttle.succeeded(username, client)
+        token = await run_in_threadpool(self.services.sessions.start, user, method="password", client_address=client)
+        await run_in_threadpool(self.services.audit.record, user, "login", client_address=client)
+        response = RedirectResponse(_safe_next(_text(form, "next")), status_code=303)
+        self.set_session_cookie(request, response, token)
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+
+    def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
+        """The one place a session cookie is issued (the groupware hand-off
+        will end here too)."""
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(self.services.settings.session_hours * 3600),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+
+    def logout(self, request: Request) -> Response:
+        self.services.sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login?notice=logged_out", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # -- 受信一覧 ---------------------------------------------------------------------
+
+    def message_list(self, request: Request) -> Response:
+        user = _session(request).user
+        wanted = InboxFilter.from_params(request.query_params)
+        result = self.services.inbox.page(user, wanted)
+        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        return self.render(
+            request,
+            "messages.html",
+            page=result,
+            filter=wanted,
+            addresses=self.services.inbox.addresses(user),
+            page_sizes=PAGE_SIZES,
+            next_url=("/messages?" + urlencode({**params, "cursor": result.next_cursor}))
+            if result.next_cursor
+            else None,
+            first_url=("/messages?" + urlencode(params)) if wanted.cursor else None,
+            today=dt.datetime.now(jpdates.JST).date(),
+        )
+
+    # -- メール詳細 -------------------------------------------------------------------
+
+    def message_detail(self, request: Request) -> Response:
+        user = _session(request).user
+        message = self.services.inbox.message(user, _path_int(request, "message_id"))
+        remote = request.query_params.get("remote") == "1"
+        safe = (
+            html_view.sanitize(message.html_body, message.id, message.attachments)
+            if message.html_body is not None
+            else None
+        )
+        return self.render(
+            request,
+            "message.html",
+            message=message,
+            safe_html=safe,
+            allow_remote=remote,
+            registrations=self.services.registry.for_message(user, message.id),
+            preview_types=html_view.PREVIEW_TYPES,
+            route=self._delivery_route(message),
+        )
+
+    def _delivery_route(self, message: Any) -> list[delivery_route.Hop]:
+        size = min(int(message.raw_size), delivery_route.MAX_HEADER_BYTES)
+        try:
+            head = delivery_route.header_block(self.services.originals.chunks(message.raw_sha256, size))
+        except OSError:  # the original is missing: the page still shows the mail
+            return []
+        return delivery_route.hops(head)
+
+    def message_html(self, request: Request) -> Response:
+        user = _session(request).user
+        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        if message.html_body is None:
+            raise NotFound("HTML本文はありません")
+        safe = html_view.sanitize(message.html_body, message.id, message.attachments)
+        allow_remote = request.query_params.get("remote") == "1"
+        return HTMLResponse(
+            html_view.document(safe),
+            headers={
+                "Content-Security-Policy": html_view.content_security_policy(
+                    allow_remote, origin=f"{request.url.scheme}://{request.url.netloc}", safe=safe
+                ),
+                "X-Frame-Options": "SAMEORIGIN",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    def message_source(self, request: Request) -> Response:
+        user = _session(request).user
+        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        sha, size = message.raw_sha256, int(message.raw_size)
+        limit = 2 * 1024 * 1024
+        data = b"".join(self.services.originals.chunks(sha, min(size, limit)))
+        self._audit(request, "view_source", message)
+        return self.render(
+            request,
+            "source.html",
+            message=message,
+            source=data.decode("utf-8", errors="replace"),
+            truncated=size > limit,
+        )
+
+    def message_original(self, request: Request) -> Response:
+        user = _session(request).user
+        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        self._audit(request, "download_original", message)
+        return downloads.original(
+            self.services.originals, message.raw_sha256, int(message.raw_size), f"mail-{message.id}.eml"
+        )
+
+    def attachment_download(self, request: Request) -> Response:
+        user = _session(request).user
+        message_id = _path_int(request, "message_id")
+        attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
+        self._audit(request, "download_attachment", attachment.message, display_name(attachment.filename))
+        return downloads.attachment(self.services.blobs, attachment)
+
+    def attachment_preview(self, request: Request) -> Response:
+        """Images and PDF only, shown inline; never HTML or SVG, which could
+        carry script."""
+        user = _session(request).user
+        message_id = _path_int(request, "message_id")
+        attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
+        content_type = safe_content_type(attachment.content_type)
+        if content_type not in html_view.PREVIEW_TYPES:
+            raise NotFound("この形式はプレビューできません。ダウンロードしてください。")
+        if content_type not in html_view.INLINE_IMAGE_TYPES:
+            # A PDF opened to read is as much a look at the document as a
+            # download; the body's inline images are not (they come with it).
+            self._audit(request, "preview_attachment", attachment.message, display_name(attachment.filename))
+        return downloads.attachment(self.services.blobs, attachment, preview=True)
+
+    def _audit(self, request: Request, action: str, message: Any, detail: str = "") -> None:
+        self.services.audit.record(
+            _session(request).user,
+            action,
+            message_id=message.id,
+            section_id=self._section_id(message.address.section),
+            detail=detail,
+            client_address=client_address(request),
+        )
+
+    def _section_id(self, section_name: str) -> int | None:
+        return self.services.accounts.section_id(section_name)
+
+    # -- 対象外 ------------------------------------------------------------------------
+
+    def dismiss(self, request: Request) -> Response:
+        message_id = _path_int(request, "message_id")
+        self.services.registry.dismiss(
+            _session(request).user, message_id, _field(request, "reason"), client_address(request)
+        )
+        return RedirectResponse(f"/messages/{message_id}?notice=dismissed", status_code=303)
+
+    def undismiss(self, request: Request) -> Response:
+        message_id = _path_int(request, "message_id")
+        self.services.registry.undismiss(_session(request).user, message_id, client_address(request))
+        return RedirectResponse(f"/messages/{message_id}?notice=undismissed", status_code=303)
+
+    # -- 収受登録 ---------------------------------------------------------------------
+
+    def _selected_ids(self, values: list[str]) -> list[int]:
+        try:
+            ids = [int(v) for v in values]
+        except ValueError as exc:
+            raise BadRequest("メールの指定が正しくありません") from exc
+        if not ids:
+            raise BadRequest("収受するメールを一覧で選んでから「収受登録」を押してください")
+        if len(ids) > 50:
+            raise BadRequest("一度に収受登録できるのは50件までです")
+        return list(dict.fromkeys(ids))
+
+    def register_form(self, request: Request) -> Response:
+        user = _session(request).user
+        ids = self._selected_ids(request.query_params.getlist("id"))
+        # Numbers are given in form order: oldest mail first.
+        messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: (m.received_at, m.id))
+        return self.render(
+            request,
+            "register.html",
+            messages=messages,
+            classifications=self.services.registry.classifications(),
+            retention_periods=self.services.settings.retention_periods,
+            error=None,
+            values={},
+        )
+
+    def register(self, request: Request) -> Response:
+        user = _session(request).user
+        form = _form(request)
+        ids = self._selected_ids([v for v in form.getlist("message_id") if isinstance(v, str)])
+        requests = [self._registration_request(form, message_id) for message_id in ids]
+        created = self.services.registry.register(user, requests, client_address(request))
+        return RedirectResponse("/registered?" + urlencode([("id", r.id) for r in created]), status_code=303)
+
+    def _registration_request(self, form: FormData, message_id: int) -> RegistrationRequest:
+        def value(name: str) -> str:
+            return _text(form, f"{name}_{message_id}") or ""
+
+        try:
+            received_on = dt.date.fromisoformat(value("received_on"))
+        except ValueError as exc:
+            raise BadRequest("収受日を YYYY-MM-DD で入力してください") from exc
+        try:
+            attachment_ids = [int(v) for v in form.getlist(f"attachment_{message_id}") if isinstance(v, str)]
+        except ValueError as exc:
+            raise BadRequest("入力が正しくありません") from exc
+        return RegistrationRequest(
+            message_id=message_id,
+            subject=value("subject"),
+            sender=value("sender"),
+            received_on=received_on,
+            retention=value("retention"),
+            classification_id=_optional_id(value("classification")),
+            remarks=value("remarks"),
+            attachment_ids=attachment_ids,
+            sender_reference=value("sender_reference"),
+            reply_due=_optional_date(value("reply_due"), "回答期限"),
+        )
+
+    def amend_form(self, request: Request) -> Response:
+        registration = self.services.registry.get(_session(request).user, _path_int(request, "registration_id"))
+        return self.render(
+            request,
+            "amend.html",
+            r=registration,
+            classifications=self.services.registry.classifications(),
+            retention_periods=self.services.settings.retention_periods,
+        )
+
+    def amend(self, request: Request) -> Response:
+        form = _form(request)
+
+        def value(name: str) -> str:
+            return _text(form, name) or ""
+
+        registration = self.services.registry.amend(
+            _session(request).user,
+            _path_int(request, "registration_id"),
+            Amendment(
+                subject=value("subject"),
+                sender=value("sender"),
+                retention=value("retention"),
+                classification_id=_optional_id(value("classification")),
+                remarks=value("remarks"),
+                sender_reference=value("sender_reference"),
+                reply_due=_optional_date(value("reply_due"), "回答期限"),
+            ),
+            client_address(request),
+        )
+        return RedirectResponse(
+            f"/book?section={registration.section_id}&year={registration.fiscal_year}&notice=amended",
+            status_code=303,
+        )
+
+    def registered(self, request: Request) -> Response:
+        user = _session(request).user
+        ids = self._selected_ids(request.query_params.getlist("id"))
+        rows = [self.services.registry.get(user, registration_id) for registration_id in ids]
+        return self.render(request, "registered.html", registrations=rows)
+
+    def cancel(self, request: Request) -> Response:
+        registration = self.services.registry.cancel(
+            _session(request).user,
+            _path_int(request, "registration_id"),
+            _field(request, "reason"),
+            client_address(request),
+        )
+        return RedirectResponse(
+            f"/book?section={self._section_id(registration.section)}&year={registration.fiscal_year}&notice=cancelled",
+            status_code=303,
+        )
+
+    # -- 収受簿 -----------------------------------------------------------------------
+
+    def _book_choice(self, request: Request) -> tuple[list[Any], Any, int]:
+        user = _session(request).user
+        sections = self.services.accounts.sections() if user.is_system_admin else list(user.sections)
+        if not sections:
+            raise NotFound("担当課が設定されていません。システム管理者に連絡してください。")
+        wanted = request.query_params.get("section")
+        section = next((s for s in sections if str(s.id) == wanted), None) if wanted else sections[0]
+        if section is None:
+            raise NotFound("この課の収受簿は見られません")
+        current = jpdates.fiscal_year(dt.datetime.now(jpdates.JST).date())
+        try:
+            year = int(request.query_params.get("year") or current)
+        except ValueError as exc:
+            raise BadRequest("年度の指定が正しくありません") from exc
+        return sections, section, year
+
+    def book(self, request: Request) -> Response:
+        user = _session(request).user
+        sections, section, year = self._book_choice(request)
+        q = (request.query_params.get("q") or "").strip()[:200]
+        reply_due_only = request.query_params.get("reply_due") == "1"
+        rows = self.services.registry.book(user, section.id, year, q, reply_due_only)
+        today = dt.datetime.now(jpdates.JST).date()
+        current = jpdates.fiscal_year(today)
+        warn_hours = self.services.settings.handoff_ack_warn_hours
+        awaiting = (
+            self.services.registry.awaiting_handoff(user, section.id, dt.timedelta(hours=warn_hours))
+            if user.is_section_admin and warn_hours
+            else []
+        )
+        return self.render(
+            request,
+            "book.html",
+            sections=sections,
+            section=section,
+            year=year,
+            years=list(range(current, current - 6, -1)),
+            rows=rows,
+            today=today,
+            q=q,
+            reply_due_only=reply_due_only,
+            awaiting=awaiting,
+            warn_hours=warn_hours,
+        )
+
+    def book_export(self, request: Request) -> Response:
+        user = _session(request).user
+        _, section, year = self._book_choice(request)
+        encoding = request.query_params.get("encoding", "utf-8")
+        if encoding not in CSV_ENCODINGS:
+            raise BadRequest("文字コードは utf-8 か cp932 を指定してください")
+        rows = self.services.registry.book(user, section.id, year)
+        self.services.audit.record(
+            user,
+            "export_book",
+            section_id=section.id,
+            detail=f"{year}年度 {encoding}",
+            client_address=client_address(request),
+        )
+        filename = f"収受簿_{section.name}_{jpdates.wareki_fiscal_year(year)}.csv"
+        return Response(
+            book_csv(rows, encoding),
+            media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
+            headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
+        )
+
+
+def _optional_id(value: str) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError as exc:
+        raise BadRequest("入力が正しくありません") from exc
+
+
+def _optional_date(value: str, label: str) -> dt.date | None:
+    if not value.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise BadRequest(f"{label}を YYYY-MM-DD で入力してください") from exc
+
+
+def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeError) -> Response:
+    session: ActiveSession | None = getattr(request.state, "session", None)
+    headers = {}
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(int(exc.retry_after) + 1)
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "user": session.user if session else None,
+            "csrf_token": session.csrf_token if session else "",
+            "message": str(exc) if exc.http_status != 404 else "お探しのページまたはメールは見つかりません。",
+            "status": exc.http_status,
+            "notice": None,
+        },
+        status_code=exc.http_status,
+        headers=headers,
+    )
