@@ -685,7 +685,7 @@ def build() -> None:
         "broken@example.jp",
         "壊れた添付があります。",
         [{"filename": "broken.pdf"}],
-        problem="MIME 構造の不備",
+        problem="一部を復元できませんでした",
     )
 
 

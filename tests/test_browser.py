@@ -223,7 +223,7 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
     page.get_by_label("アドレス", exact=True).fill(address)
     page.get_by_label("担当課", exact=True).fill("人事課")
     page.get_by_role("button", name="追加").click()
-    assert page.get_by_role("status").inner_text() == "保存しました。"
+    assert page.get_by_role("status").inner_text().startswith("収受用アドレスを追加しました。")
     assert page.get_by_role("cell", name=address, exact=True).is_visible()
     with smtplib.SMTP("127.0.0.1", service.smtp_port, timeout=10) as client:
         client.ehlo()
@@ -254,6 +254,21 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
         client.mail("mta@city.example.jp")
         code, reply = client.rcpt(address)
     assert code == 550, reply
+
+    # Deleting asks first, naming the address; declining keeps it.
+    spare = "spare@city.example.jp"
+    services.addresses.add(spare, "人事課")
+    page.reload()
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name=f"{spare} を削除").click()
+    assert asked and spare in asked[0] and "削除" in asked[0]
+    assert page.get_by_role("cell", name=spare, exact=True).is_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"{spare} を削除").click()
+    page.wait_for_url("**notice=address_deleted")
+    assert page.get_by_role("status").inner_text().startswith("収受用アドレスを削除しました。")
+    assert page.get_by_role("cell", name=spare, exact=True).count() == 0
 
 
 def hostile_css_mail(message_id_guess: int) -> bytes:

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import httpx
-from mailintake.web import openapi
-from mailintake.web.app import create_app
 from starlette.routing import Route
 
 from mailintake.people.tokens import SCOPES
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
+from mailintake.web import openapi
+from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
 from .factories import stored_message

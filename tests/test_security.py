@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mailintake.web.app import create_app
 from sqlalchemy import insert
 from starlette.routing import Route
 
@@ -20,6 +19,7 @@ from mailintake.errors import AddressError
 from mailintake.models import Address
 from mailintake.operations import mta_config
 from mailintake.services import Services, build_services
+from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
 from .factories import stored_message

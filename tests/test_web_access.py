@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailintake.web.app import create_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import Route
@@ -18,6 +17,7 @@ from mailintake.config import Settings
 from mailintake.models import Message
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
+from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
 from .factories import stored_message

@@ -19,7 +19,7 @@ from ..operations import mta_config
 from ..operations.probing import send_probe, wait_for_probe
 from ..records import audit as audit_module
 from .downloads import content_disposition
-from .ui import Handler, WebUI, _field, _form, _path_int, _session, page
+from .ui import Handler, WebUI, _field, _form, _path_int, _session, client_address, page
 
 PROBE_TIMEOUT = 30.0
 DAILY_DAYS = 7
@@ -44,6 +44,7 @@ class AdminUI:
             get("/admin/users", self.admin_users),
             post("/admin/users", self.admin_add_user),
             post("/admin/users/{user_id:id}", self.admin_update_user),
+            post("/admin/users/{user_id:id}/unlock", self.admin_unlock_user),
             get("/admin/sections", self.admin_sections),
             post("/admin/sections/{section_id:id}", self.admin_update_section),
             get("/admin/classifications", self.admin_classifications),
@@ -83,14 +84,14 @@ class AdminUI:
             default_via=settings.probe_via,
         )
 
-    def _address_action(self, request: Request, action: Any) -> Response:
+    def _address_action(self, request: Request, action: Any, notice: str = "saved") -> Response:
         try:
             action()
         except MailintakeError as exc:
             if isinstance(exc, NotFound):
                 raise
             return self.addresses(request, str(exc), status_code=exc.http_status)
-        return RedirectResponse("/admin/addresses?notice=saved", status_code=303)
+        return RedirectResponse(f"/admin/addresses?notice={notice}", status_code=303)
 
     def add_address(self, request: Request) -> Response:
         return self._address_action(
@@ -98,6 +99,7 @@ class AdminUI:
             lambda: self.services.addresses.add(
                 _field(request, "address"), _field(request, "section"), _field(request, "label")
             ),
+            "address_added",
         )
 
     def update_address(self, request: Request) -> Response:
@@ -110,16 +112,18 @@ class AdminUI:
 
     def enable_address(self, request: Request) -> Response:
         return self._address_action(
-            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), True)
+            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), True), "address_enabled"
         )
 
     def disable_address(self, request: Request) -> Response:
         return self._address_action(
-            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), False)
+            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), False), "address_disabled"
         )
 
     def delete_address(self, request: Request) -> Response:
-        return self._address_action(request, lambda: self.services.addresses.delete(_field(request, "address")))
+        return self._address_action(
+            request, lambda: self.services.addresses.delete(_field(request, "address")), "address_deleted"
+        )
 
     def probe_address(self, request: Request) -> Response:
         """Send a probe through the MTA at ``via`` and wait for it here."""
@@ -131,7 +135,7 @@ class AdminUI:
         try:
             probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
         except MailintakeError as exc:
-            return self.addresses(request, f"疎通確認を送れませんでした: {exc}", 502)
+            return self.addresses(request, f"疎通確認を送れませんでした。{exc}", 502)
         result = wait_for_probe(self.services, probe_id, PROBE_TIMEOUT, started)
         return self.addresses(request, probe={"address": address.address, "via": f"{host}:{port}", "result": result})
 
@@ -162,11 +166,22 @@ class AdminUI:
             request,
             "admin_users.html",
             status_code=status_code,
-            users=self.services.accounts.list_users(),
+            users=(users := self.services.accounts.list_users()),
             sections=self.services.accounts.sections(),
             roles=ROLES,
             error=error,
+            locked={u.username: wait for u in users if (wait := self.ui.throttle.locked_for(u.username)) > 0},
         )
+
+    def admin_unlock_user(self, request: Request) -> Response:
+        target = self.services.accounts.get(_path_int(request, "user_id"))
+        if target is None:
+            raise NotFound("そのユーザーはいません")
+        self.ui.throttle.unlock(target.username)
+        self.services.audit.record(
+            _session(request).user, "unlock_login", detail=target.username, client_address=client_address(request)
+        )
+        return RedirectResponse("/admin/users?notice=unlocked", status_code=303)
 
     def admin_add_user(self, request: Request) -> Response:
         form = _form(request)
@@ -243,8 +258,10 @@ def _read_status(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
         return json.loads(path.read_text(encoding="utf-8")), None
     except FileNotFoundError:
         return None, f"{path} がありません。連携エンジン（filelink run）が動いているか確認してください。"
-    except (OSError, ValueError) as exc:
-        return None, f"{path} を読めません: {exc}"
+    except PermissionError:
+        return None, f"{path} を読む権限がありません。サービスのアカウントに読み取りを許可してください。"
+    except (OSError, ValueError):
+        return None, f"{path} を読めません（壊れているか、書き込み中です）。しばらくしてから開き直してください。"
 
 
 def _host_port(value: str) -> tuple[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -39,11 +40,11 @@ from ..people.sessions import (
     PasswordChecks,
     tokens_match,
 )
-from ..records.inbox import PAGE_SIZES, STATUS_LABELS, InboxFilter
+from ..records.inbox import COUNT_CAP, PAGE_SIZES, STATUS_LABELS, InboxFilter
 from ..records.registry import Amendment, RegistrationRequest, book_csv, handoff_label
 from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from ..services import Services
-from . import downloads
+from . import downloads, labels
 from .downloads import content_disposition, safe_content_type
 
 Handler = Callable[[Request], Response]
@@ -54,7 +55,12 @@ NOTICES = {
     "cancelled": "収受を取り消しました。番号は欠番として残ります。",
     "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
     "saved": "保存しました。",
+    "address_added": "収受用アドレスを追加しました。MTA の設定に反映してください（「MTA 設定」）。",
+    "address_deleted": "収受用アドレスを削除しました。MTA の設定からも外してください（「MTA 設定」）。",
+    "address_enabled": "収受用アドレスを有効にしました。この宛先のメールを受け付けます。",
+    "address_disabled": "収受用アドレスを無効にしました。この宛先のメールは受け付けず、保存済みのメールはそのまま残ります。",
     "logged_out": "ログアウトしました。",
+    "unlocked": "ログインの停止を解除しました。本人に伝えてください。",
 }
 
 
@@ -129,6 +135,12 @@ def _path_int(request: Request, name: str) -> int:
         raise NotFound("このページはありません") from exc
 
 
+def _safe_list_url(value: str | None) -> str:
+    """The list the clerk came from (filters, search words, page), or the plain list."""
+    url = _safe_next(value)
+    return url if url.startswith("/messages?") or url == "/messages" else "/messages"
+
+
 def _safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
@@ -156,6 +168,7 @@ def install_filters(templates: Jinja2Templates) -> None:
         jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
     )
     env.filters["display_name"] = display_name
+    env.filters["file_kind"] = labels.file_kind
     env.globals["STATUS_LABELS"] = STATUS_LABELS
     env.globals["ROLE_LABELS"] = ROLE_LABELS
     # Defaults for pages rendered without a session (sign-in, errors).
@@ -250,7 +263,9 @@ class WebUI:
         wait = self.throttle.admit(username, client)
         if wait > 0:
             raise TooManyAttempts(
-                f"ログインの失敗が続いたため、しばらく受け付けません。{int(wait) + 1}秒後にお試しください。", wait
+                "ログインの失敗が続いたため、このユーザーIDはしばらく受け付けません。"
+                f"約{math.ceil(wait / 60)}分後にお試しいただくか、システム管理者に停止の解除を依頼してください。",
+                wait,
             )
         try:
             async with self.password_checks.slot():
@@ -293,8 +308,9 @@ class WebUI:
 
     def message_list(self, request: Request) -> Response:
         user = _session(request).user
-        wanted = InboxFilter.from_params(request.query_params)
+        wanted, errors = InboxFilter.from_params(request.query_params)
         result = self.services.inbox.page(user, wanted)
+        found = self.services.inbox.count(user, wanted) if wanted.q else None
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
         return self.render(
             request,
@@ -308,6 +324,11 @@ class WebUI:
             else None,
             first_url=("/messages?" + urlencode(params)) if wanted.cursor else None,
             today=dt.datetime.now(jpdates.JST).date(),
+            errors=errors,
+            found=found,
+            list_url="/messages?" + urlencode(list(request.query_params.multi_items())),
+            count_cap=COUNT_CAP,
+            all_statuses_url="/messages?" + urlencode({**params, "status": "all"}),
         )
 
     # -- メール詳細 -------------------------------------------------------------------
@@ -330,6 +351,7 @@ class WebUI:
             registrations=self.services.registry.for_message(user, message.id),
             preview_types=html_view.PREVIEW_TYPES,
             route=self._delivery_route(message),
+            back=_safe_list_url(request.query_params.get("back")),
         )
 
     def _delivery_route(self, message: Any) -> list[delivery_route.Hop]:
@@ -463,8 +485,9 @@ class WebUI:
         form = _form(request)
         ids = self._selected_ids([v for v in form.getlist("message_id") if isinstance(v, str)])
         requests = [self._registration_request(form, message_id) for message_id in ids]
-        created = self.services.registry.register(user, requests, client_address(request))
-        return RedirectResponse("/registered?" + urlencode([("id", r.id) for r in created]), status_code=303)
+        created, taken = self.services.registry.register_available(user, requests, client_address(request))
+        query = [("id", r.id) for r in created] + [("taken", t.message_id) for t in taken]
+        return RedirectResponse("/registered?" + urlencode(query), status_code=303)
 
     def _registration_request(self, form: FormData, message_id: int) -> RegistrationRequest:
         def value(name: str) -> str:
@@ -528,9 +551,11 @@ class WebUI:
 
     def registered(self, request: Request) -> Response:
         user = _session(request).user
-        ids = self._selected_ids(request.query_params.getlist("id"))
+        ids = _ids(request.query_params.getlist("id"))
         rows = [self.services.registry.get(user, registration_id) for registration_id in ids]
-        return self.render(request, "registered.html", registrations=rows)
+        # Mails another clerk registered or dismissed meanwhile: named, not registered.
+        taken = self.services.inbox.messages(user, _ids(request.query_params.getlist("taken")))
+        return self.render(request, "registered.html", registrations=rows, taken=taken)
 
     def cancel(self, request: Request) -> Response:
         registration = self.services.registry.cancel(
@@ -611,6 +636,13 @@ class WebUI:
             media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
             headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
         )
+
+
+def _ids(values: list[str]) -> list[int]:
+    try:
+        return list(dict.fromkeys(int(v) for v in values))[:50]
+    except ValueError as exc:
+        raise BadRequest("メールの指定が正しくありません") from exc
 
 
 def _optional_id(value: str) -> int | None:

@@ -399,6 +399,27 @@ def _date(msg: EmailMessage, out: ParsedMessage) -> dt.datetime | None:
     return parsed
 
 
+# What the standard library's defect classes mean to a clerk; each note ends
+# with where to look (see _describe_defects).
+DEFECT_NOTES = {
+    "CloseBoundaryNotFoundDefect": "メールの終わりの区切りが見つからなかったため、最後の部分は推定で読み取りました",
+    "StartBoundaryNotFoundDefect": "本文と添付ファイルの区切りが見つかりませんでした",
+    "NoBoundaryInMultipartDefect": "本文と添付ファイルの区切りが指定されていませんでした",
+    "MultipartInvariantViolationDefect": "添付ファイル付きの形式なのに、本文と添付ファイルに分かれていませんでした",
+    "InvalidBase64CharactersDefect": "添付ファイルの符号化が壊れていたため、一部を復元できませんでした",
+    "InvalidBase64PaddingDefect": "添付ファイルの符号化が途中で切れていたため、一部を復元できませんでした",
+    "InvalidBase64LengthDefect": "添付ファイルの符号化が途中で切れていたため、一部を復元できませんでした",
+    "InvalidMultipartContentTransferEncodingDefect": "添付ファイル付きメールの符号化の指定が正しくありませんでした",
+    "MissingHeaderBodySeparatorDefect": "ヘッダーと本文の間の空行がありませんでした",
+    "FirstHeaderLineIsContinuationDefect": "ヘッダーの最初の行が正しくありませんでした",
+    "MisplacedEnvelopeHeaderDefect": "ヘッダーの途中に配送用の行が混じっていました",
+    "UndecodableBytesDefect": "読み取れない文字が含まれていました",
+    "InvalidDateDefect": "送信日時の書き方が正しくありませんでした",
+}
+DEFECT_FALLBACK = "メールの形式に不備がありました"
+DEFECT_WHERE = "（原文は「ソースを表示」から確認できます）"
+
+
 def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:
     names: set[str] = set()
     stack = [(msg, 0)]
@@ -408,8 +429,8 @@ def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:
         payload = part.get_payload()
         if isinstance(payload, list) and depth < MAX_DEPTH:
             stack.extend((p, depth + 1) for p in payload if isinstance(p, EmailMessage))
-    for name in sorted(names):
-        out.problem(f"MIME 構造の不備: {name}")
+    for note in sorted({DEFECT_NOTES.get(name, DEFECT_FALLBACK) for name in names}):
+        out.problem(note + DEFECT_WHERE)
 
 
 # -- the MIME tree ------------------------------------------------------------------
@@ -591,7 +612,7 @@ class _Walker:
         if not isinstance(payload, bytes) or not payload.strip():
             return
         text = charsets.decode(payload, part.get_content_charset(), self.out.problems)
-        self.out.problem("MIME の区切り行が見つからないため、本文として表示しています。")
+        self.out.problem("区切り行が見つからないため、メール全体を本文として表示しています。")
         if in_body:
             self.out.text_body = text if not self.out.text_body else self.out.text_body + "\n" + text
         else:

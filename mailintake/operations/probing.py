@@ -55,8 +55,16 @@ def send_probe(services: Services, address: str, host: str, port: int, sender: s
     try:
         with smtplib.SMTP(host, port, timeout=30) as client:
             client.send_message(msg, from_addr=sender, to_addrs=[address])
+    except smtplib.SMTPResponseException as exc:
+        raise ProbeFailed(
+            f"メールサーバー（{host}:{port}）が疎通確認のメールを受け取りませんでした（応答 {exc.smtp_code}）。"
+            "サーバーの設定とログを確認してください。"
+        ) from exc
     except (OSError, smtplib.SMTPException) as exc:
-        raise ProbeFailed(f"the MTA at {host}:{port} did not take the probe: {exc}") from exc
+        raise ProbeFailed(
+            f"メールサーバー（{host}:{port}）に接続できませんでした。サーバーが動いているか、"
+            "経由先（設定の probe_via、または画面で指定した経由する MTA）が正しいかを確認してください。"
+        ) from exc
     return probe_id
 
 

@@ -147,6 +147,18 @@ class LoginThrottle:
                 if attempts:
                     attempts.pop()
 
+    def locked_for(self, username: str) -> float:
+        """Seconds until the account may try again (0: not locked)."""
+        now = time.monotonic()
+        with self._lock:
+            attempts = self._recent(f"u:{username.lower()}", now)
+            return self.window - (now - attempts[0]) if len(attempts) >= self.limit else 0.0
+
+    def unlock(self, username: str) -> None:
+        """A system administrator lets the account try again at once."""
+        with self._lock:
+            self._attempts.pop(f"u:{username.lower()}", None)
+
     def succeeded(self, username: str, client: str) -> None:
         with self._lock:
             self._attempts.pop(f"u:{username.lower()}", None)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .. import jpdates
-from ..models import AuditEvent, Section, utcnow
+from ..models import AuditEvent, Message, Section, User, utcnow
 from .spreadsheet import csv_text
 
 if TYPE_CHECKING:  # the ingester records purges without loading the accounts code
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the ingester records purges without loading the accounts co
 
 ACTION_LABELS = {
     "view_source": "ソース表示",
+    "unlock_login": "ログイン停止の解除",
     "download_original": "原本ダウンロード",
     "download_attachment": "添付ダウンロード",
     "preview_attachment": "添付プレビュー",
@@ -44,6 +45,9 @@ class AuditEntry:
     section: str
     detail: str
     client_address: str
+    # Who and what, as people name them (the user's name, the mail's 件名).
+    user_name: str = ""
+    subject: str = ""
 
     @property
     def action_label(self) -> str:
@@ -87,8 +91,10 @@ class AuditLog:
     def entries(self, user: UserInfo, limit: int = 500, before_id: int | None = None) -> list[AuditEntry]:
         """Newest first. Section administrators see their sections' events."""
         stmt = (
-            select(AuditEvent, Section.name)
+            select(AuditEvent, Section.name, User.display_name, Message.subject)
             .outerjoin(Section, Section.id == AuditEvent.section_id)
+            .outerjoin(User, User.id == AuditEvent.user_id)
+            .outerjoin(Message, Message.id == AuditEvent.message_id)
             .order_by(AuditEvent.id.desc())
             .limit(limit)
         )
@@ -98,8 +104,19 @@ class AuditLog:
             stmt = stmt.where(AuditEvent.section_id.in_([s.id for s in user.sections]))
         with Session(self.engine) as session:
             return [
-                AuditEntry(e.id, e.at, e.username, e.action, e.message_id, name or "", e.detail, e.client_address)
-                for e, name in session.execute(stmt)
+                AuditEntry(
+                    e.id,
+                    e.at,
+                    e.username,
+                    e.action,
+                    e.message_id,
+                    name or "",
+                    e.detail,
+                    e.client_address,
+                    user_name=display or "",
+                    subject=subject or "",
+                )
+                for e, name, display, subject in session.execute(stmt)
             ]
 
 
@@ -113,7 +130,11 @@ def entries_csv(entries: list[AuditEntry]) -> bytes:
             e.section,
             e.detail,
             e.client_address,
+            e.user_name,
+            e.subject,
         ]
         for e in entries
     )
-    return csv_text(["日時", "ユーザー", "操作", "メールID", "担当課", "内容", "接続元"], rows).encode("utf-8-sig")
+    # 氏名 and 件名 came later, at the end: a sheet reading the columns by position keeps working.
+    header = ["日時", "ユーザー", "操作", "メールID", "担当課", "内容", "接続元", "氏名", "件名"]
+    return csv_text(header, rows).encode("utf-8-sig")

@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, exists, literal, or_, select
+from sqlalchemy import Engine, Select, and_, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from .. import jpdates
@@ -26,6 +26,7 @@ STATUS_LABELS: dict[str, str] = {
     MessageStatus.DISMISSED: "対象外",
 }
 PAGE_SIZES = (25, 50, 100)
+COUNT_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -42,28 +43,44 @@ class InboxFilter:
     address: str | None = None
 
     @classmethod
-    def from_params(cls, params: Any) -> InboxFilter:
-        status = params.get("status", MessageStatus.NEW)
+    def from_params(cls, params: Any) -> tuple[InboxFilter, dict[str, str]]:
+        """The filter the clerk asked for, and a message per field that could
+        not be read (that field is left out; every other filter is kept)."""
+        errors: dict[str, str] = {}
+        status: str | None = params.get("status", MessageStatus.NEW)
         if status == "all":
             status = None
         elif status not in STATUS_LABELS:
-            raise BadRequest("状態の指定が正しくありません")
-        limit = _int(params.get("limit") or "50", "件数")
+            errors["status"] = "状態の指定が正しくないため、未処理を表示しています"
+            status = MessageStatus.NEW
+        limit = _lenient(errors, "limit", lambda: _int(params.get("limit") or "50", "件数"), 50)
         if limit not in PAGE_SIZES:
-            raise BadRequest(f"表示件数は {', '.join(map(str, PAGE_SIZES))} から選んでください")
+            errors["limit"] = f"表示件数は {', '.join(map(str, PAGE_SIZES))} から選んでください"
+            limit = 50
         q = (params.get("q") or "").strip()
         if len(q) > 200:
-            raise BadRequest("検索語は200文字以内にしてください")
-        return cls(
+            errors["q"] = "検索語は200文字以内にしてください（先頭の200文字で検索しました）"
+            q = q[:200]
+        address = params.get("address")
+        wanted = cls(
             status=status,
-            address_id=_int(params["address"], "アドレス") if params.get("address") else None,
-            date_from=_date(params.get("from")),
-            date_to=_date(params.get("to")),
+            address_id=_lenient(errors, "address", lambda: _int(address, "宛先"), None) if address else None,
+            date_from=_lenient(errors, "from", lambda: _date(params.get("from")), None),
+            date_to=_lenient(errors, "to", lambda: _date(params.get("to")), None),
             q=q,
             oldest_first=params.get("sort") == "oldest",
             cursor=params.get("cursor") or None,
             limit=limit,
         )
+        return wanted, errors
+
+
+def _lenient(errors: dict[str, str], field: str, read: Any, default: Any) -> Any:
+    try:
+        return read()
+    except BadRequest as exc:
+        errors[field] = str(exc)
+        return default
 
 
 def _int(value: str, what: str) -> int:
@@ -79,7 +96,7 @@ def _date(value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise BadRequest("日付は YYYY-MM-DD で指定してください") from exc
+        raise BadRequest("日付は 2026-12-01 のように入力してください。この条件を外して表示しています") from exc
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,16 @@ class Inbox:
             page = _with_reply_dues(session, rows[: wanted.limit])
         next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > wanted.limit else None
         return InboxPage(page, next_cursor)
+
+    def count(self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP) -> int:
+        """How many mails the filter finds, counted up to ``cap`` (a common
+        word in a million mails is shown as 「1,000件以上」, not waited for)."""
+        scope = who if isinstance(who, Scope) else Scope.of(who)
+        with Session(self.engine) as session:
+            stmt = _summaries(scope).with_only_columns(Message.id).limit(cap + 1)
+            stmt = _in_addresses(stmt, scope, self._address_ids(session, scope, wanted), wanted)
+            stmt = _filtered(session, stmt, wanted)
+            return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
     def _address_ids(self, session: Session, scope: Scope, wanted: InboxFilter) -> list[int]:
         address_ids: list[int] = list(session.scalars(visible_addresses(scope)))

@@ -57,6 +57,15 @@ class RegistrationRequest:
 
 
 @dataclass(frozen=True)
+class TakenMail:
+    """A mail skipped at registration: registered or dismissed meanwhile."""
+
+    message_id: int
+    subject: str
+    status: str
+
+
+@dataclass(frozen=True)
 class Amendment:
     """訂正 of a registration's descriptive fields; the number, the mail and
     the documents chosen stay."""
@@ -146,6 +155,20 @@ class Registry:
         self, user: UserInfo, requests: Sequence[RegistrationRequest], client_address: str = ""
     ) -> list[RegistrationInfo]:
         """Register every request or none; numbers follow the given order."""
+        created, taken = self.register_available(user, requests, client_address, all_or_nothing=True)
+        assert not taken
+        return created
+
+    def register_available(
+        self,
+        user: UserInfo,
+        requests: Sequence[RegistrationRequest],
+        client_address: str = "",
+        all_or_nothing: bool = False,
+    ) -> tuple[list[RegistrationInfo], list[TakenMail]]:
+        """Register the requests whose mail is still 未処理, numbered in the
+        given order, and name the ones another clerk registered or
+        dismissed meanwhile (two tabs, two clerks): those are skipped."""
         if not requests:
             raise BadRequest("収受するメールを選んでください")
         if len({r.message_id for r in requests}) != len(requests):
@@ -153,6 +176,7 @@ class Registry:
         for request in requests:
             self._validate(request)
         now = self.clock()
+        taken: list[TakenMail] = []
         with Session(self.engine) as session, session.begin():
             created: list[Registration] = []
             for request in requests:
@@ -165,7 +189,10 @@ class Registry:
                 )
                 message = visible_message(session, user, request.message_id)
                 if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                    raise Conflict(f"メール {request.message_id} は既に収受済みか対象外です")
+                    if all_or_nothing:
+                        raise Conflict(f"「{message.subject}」は既に収受登録されたか対象外になっています")
+                    taken.append(TakenMail(message.id, message.subject, message.status))
+                    continue
                 section = ensure_section(session, message.address.section)
                 fiscal_year = jpdates.fiscal_year(request.received_on)
                 number = _next_number(session, section.symbol, fiscal_year)
@@ -202,9 +229,10 @@ class Registry:
                     at=now,
                 )
                 created.append(registration)
-            events.record(session, [(registration, "registered") for registration in created], now)
+            if created:
+                events.record(session, [(registration, "registered") for registration in created], now)
             ids = [registration.id for registration in created]
-        return [self.get(user, registration_id) for registration_id in ids]
+        return [self.get(user, registration_id) for registration_id in ids], taken
 
     def _validate(self, request: RegistrationRequest | Amendment, received_on: dt.date | None = None) -> None:
         if not request.subject.strip():

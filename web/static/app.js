@@ -1,5 +1,10 @@
-// Progressive enhancement for the mail list; every action also works
-// without script. j/k move between rows, x selects, Enter/o opens.
+// Progressive enhancement; every action also works without script.
+// A form with data-confirm (取消, 削除) asks first, naming what will happen.
+document.addEventListener("submit", function (event) {
+  var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
+  if (message && !window.confirm(message)) { event.preventDefault(); }
+});
+// The mail list: j/k move between rows, x selects, Enter/o opens.
 (function () {
   "use strict";
   var all = document.getElementById("select-all");

@@ -1,0 +1,271 @@
+"""A clerk's morning without surprises: a mail that another clerk (or
+another tab) registered meanwhile is skipped by name while the rest are
+registered; the screens speak plain Japanese."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailintake.people.accounts import UserInfo
+from mailintake.records.registry import RegistrationRequest
+from mailintake.services import Services
+
+from .conftest import ServiceThread, free_port, wait_for
+from .factories import stored_message
+from .mails import make_message, send
+from .web import add_user
+
+SOUMU = "soumu@city.example.jp"
+
+
+def request_for(message_id: int) -> RegistrationRequest:
+    return RegistrationRequest(
+        message_id=message_id, subject="件名", sender="山田", received_on=dt.date(2026, 11, 20), retention="5年"
+    )
+
+
+@pytest.fixture
+def clerks(services: Services, designated: str) -> dict[str, UserInfo]:
+    return {
+        "sato": services.accounts.add_user("sato", password=None, sections=["総務課"]),
+        "suzuki": services.accounts.add_user("suzuki", password=None, sections=["総務課"]),
+    }
+
+
+def test_a_mail_registered_meanwhile_is_skipped_by_its_subject_and_the_rest_are_numbered(
+    services: Services, clerks: dict[str, UserInfo]
+) -> None:
+    ids = [stored_message(services, SOUMU, subject=f"照会（その{i}）") for i in range(1, 5)]
+    services.registry.register(clerks["suzuki"], [request_for(ids[1])])
+    services.registry.dismiss(clerks["suzuki"], ids[3], "重複")
+
+    created, taken = services.registry.register_available(clerks["sato"], [request_for(i) for i in ids])
+
+    assert [r.message_id for r in created] == [ids[0], ids[2]]
+    assert [r.receipt_number for r in created] == ["総務第2号", "総務第3号"]
+    assert [(t.message_id, t.subject, t.status) for t in taken] == [
+        (ids[1], "照会（その2）", "registered"),
+        (ids[3], "照会（その4）", "dismissed"),
+    ]
+
+
+def test_the_strict_form_still_registers_all_or_none(services: Services, clerks: dict[str, UserInfo]) -> None:
+    ids = [stored_message(services, SOUMU, subject=f"照会{i}") for i in range(2)]
+    services.registry.register(clerks["suzuki"], [request_for(ids[1])])
+    with pytest.raises(Exception, match="照会1"):
+        services.registry.register(clerks["sato"], [request_for(i) for i in ids])
+    assert services.registry.for_message(clerks["sato"], ids[0]) == []
+
+
+def test_the_second_tab_names_the_mail_it_skipped_and_registers_the_rest(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "tanaka", ["総務課"])
+    ids = [stored_message(services, SOUMU, subject=f"回覧（{n}）") for n in ("一", "二")]
+    browser = browsers(service.base_url)
+    browser.login("tanaka")
+    form: list[tuple[str, Any]] = []
+    for message_id in ids:
+        form += [
+            ("message_id", message_id),
+            (f"subject_{message_id}", "回覧"),
+            (f"sender_{message_id}", "山田"),
+            (f"received_on_{message_id}", "2026-11-20"),
+            (f"retention_{message_id}", "5年"),
+        ]
+    # The other tab registered the second mail a moment ago.
+    services.registry.register(services.accounts.by_username("tanaka"), [request_for(ids[1])])
+    response = browser.post("/register", form)
+    assert response.status_code == 303
+    page = browser.get(response.headers["location"]).text
+    assert "収受登録しました（1件）" in page
+    assert "回覧（二）" in page and "登録しませんでした" in page
+    assert "総務第2号" in page
+
+
+class _VisibleText(HTMLParser):
+    """The text a person reads: text nodes, not attributes (a title tooltip
+    may carry the MIME type), not scripts or styles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    return " ".join(parser.parts)
+
+
+MIME_TYPE = re.compile(r"\b(?:application|text|image|audio|video|message|multipart)/[a-z0-9.+-]+", re.I)
+PROGRAM_WORDS = re.compile(r"\b[A-Z]\w*(?:Error|Exception|Defect)\b|Errno|Traceback")
+
+
+def test_no_page_shows_a_mime_type_an_exception_name_or_an_errno(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    """GIVEN broken mail, attachments of every common kind and a probe to a
+    relay that does not answer
+    THEN no page a clerk or an administrator reads shows a MIME type (outside
+    a tooltip), a Python exception or defect name, an errno or a traceback."""
+    corpus = Path(__file__).resolve().parents[1] / "samples" / "corpus"
+    for name in (
+        "19-broken-base64-truncated.eml",
+        "23-boundary-never-appears.eml",
+        "14-winmail-dat.eml",
+        "28-bounce-delivery-status.eml",
+        "29-calendar-invite.eml",
+        "26-outlook-related-inline-image.eml",
+    ):
+        send(service.smtp_port, (corpus / name).read_bytes())
+    send(
+        service.smtp_port,
+        make_message(
+            subject="各種の添付",
+            attachments=[
+                ("見積書.pdf", b"%PDF-1.4", "application/pdf"),
+                ("議事録.docx", b"PK", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+                ("予算.xlsx", b"PK", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                ("写真.jpg", b"\xff\xd8", "image/jpeg"),
+                ("data.bin", b"\x00", "application/octet-stream"),
+            ],
+        ),
+    )
+    wait_for(lambda: services.messages.count() == 7, 30)
+    add_user(services, "sato", ["総務課"])
+    add_user(services, "admin", ["総務課"], role="system_admin")
+    clerk, admin = browsers(service.base_url), browsers(service.base_url)
+    clerk.login("sato")
+    admin.login("admin")
+    listed = clerk.get("/messages").text
+    message_ids = sorted({int(i) for i in re.findall(r'data-id="(\d+)"', listed)})
+    assert len(message_ids) == 7
+    pages = {f"/messages/{i}": clerk.get(f"/messages/{i}").text for i in message_ids}
+    pages["/messages"] = listed
+    pages["/register"] = clerk.get("/register", params=[("id", i) for i in message_ids]).text
+    pages["/book"] = clerk.get("/book").text
+    for path in (
+        "/admin/users",
+        "/admin/sections",
+        "/admin/classifications",
+        "/admin/audit",
+        "/admin/addresses",
+        "/admin/mta-config",
+        "/admin/filelink",
+        "/status",
+    ):
+        pages[path] = admin.get(path).text
+    closed = free_port()  # nothing listens: the probe's connection is refused
+    probe = admin.post("/admin/addresses/probe", {"address": SOUMU, "via": f"127.0.0.1:{closed}"})
+    pages["probe to a stopped relay"] = probe.text
+    assert "に接続できませんでした" in visible_text(probe.text)
+
+    found = {}
+    for path, html in pages.items():
+        text = visible_text(html)
+        bad = MIME_TYPE.findall(text) + PROGRAM_WORDS.findall(text)
+        if bad:
+            found[path] = sorted(set(bad))
+    assert found == {}
+    kinds = visible_text(pages[f"/messages/{message_ids[-1]}"])
+    assert all(kind in kinds for kind in ("PDF", "Word", "Excel", "画像", "ファイル"))
+
+
+def test_a_bad_date_is_shown_beside_its_field_and_every_other_filter_is_kept(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    stored_message(services, SOUMU, subject="防災訓練の開催について")
+    stored_message(services, SOUMU, subject="予算の照会")
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    response = clerk.get("/messages", params={"q": "防災", "from": "2026-13-45", "sort": "oldest", "limit": "25"})
+    assert response.status_code == 200
+    page = response.text
+    assert 'id="error-from"' in page and "2026-12-01 のように入力してください" in page
+    assert 'value="防災"' in page and '<option value="oldest" selected>' in page
+    assert "<option selected>25</option>" in page
+    assert "防災訓練の開催について" in page and "予算の照会" not in page  # the search still applies
+
+
+def test_a_search_says_how_many_it_found_and_where_it_looked(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    for i in range(3):
+        stored_message(services, SOUMU, subject=f"防災資料 {i}")
+    stored_message(services, SOUMU, subject="予算の照会")
+    dismissed = stored_message(services, SOUMU, subject="防災用品の案内（広告）")
+    services.registry.dismiss(services.accounts.by_username("sato"), dismissed, "広告")
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    page = clerk.get("/messages", params={"q": "防災"}).text
+    assert "検索結果 3件" in page and "未処理のメールの中から検索しました" in page
+    everything = re.search(r'href="(/messages\?[^"]*status=all[^"]*)">すべての状態で検索', page)
+    assert everything is not None
+    wider = clerk.get(everything.group(1).replace("&amp;", "&")).text
+    assert "検索結果 4件" in wider and "防災用品の案内（広告）" in wider
+
+
+def test_the_mail_page_leads_back_to_the_list_as_it_was(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    message_id = stored_message(services, SOUMU, subject="会議の開催について")
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    listed = clerk.get("/messages", params={"q": "会議", "sort": "oldest"}).text
+    link = re.search(rf'href="(/messages/{message_id}\?back=[^"]+)"', listed)
+    assert link is not None
+    page = clerk.get(link.group(1).replace("&amp;", "&")).text
+    back = re.search(r'<a href="([^"]+)">« 受信一覧に戻る</a>', page)
+    assert back is not None
+    assert "q=%E4%BC%9A%E8%AD%B0" in back.group(1) and "sort=oldest" in back.group(1)
+    hostile = clerk.get(f"/messages/{message_id}", params={"back": "https://evil.example/"}).text
+    assert '<a href="/messages">« 受信一覧に戻る</a>' in hostile
+
+
+def test_ten_wrong_passwords_lock_that_account_only_and_an_administrator_can_unlock_it(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    """One clerk mistyping behind the office's proxy does not lock the office."""
+    for name in ("sato", "suzuki"):
+        add_user(services, name, ["総務課"])
+    add_user(services, "admin", [], role="system_admin")
+    office = browsers(service.base_url)  # every request from the same address
+    statuses = [office.login("sato", "wrong password!").status_code for _ in range(10)]
+    assert statuses.count(429) >= 5
+    locked = office.login("sato")
+    assert locked.status_code == 429 and "分後" in locked.text and "システム管理者" in locked.text
+    assert browsers(service.base_url).login("suzuki").status_code == 303
+
+    admin = browsers(service.base_url)
+    admin.login("admin")
+    users_page = admin.get("/admin/users").text
+    assert "停止中" in users_page
+    sato_id = services.accounts.by_username("sato").id
+    assert admin.post(f"/admin/users/{sato_id}/unlock").status_code == 303
+    assert "停止中" not in admin.get("/admin/users").text
+    assert browsers(service.base_url).login("sato").status_code == 303
+    logged = [e.action for e in services.audit.entries(services.accounts.by_username("admin"))]
+    assert "unlock_login" in logged
