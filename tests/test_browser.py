@@ -376,3 +376,100 @@ def test_a_clerk_registers_with_the_senders_number_and_a_due_date_and_sees_the_d
     assert "8総総第123号" in book_row.inner_text()
     (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser" / "book-handed-off.png"), full_page=True)
+
+
+def test_a_clerk_triages_from_the_keyboard_alone(ui: tuple[Services, ServiceThread], chromium: Any) -> None:
+    """j/k move, x selects, e opens a mail to mark it 対象外 with the reason
+    ready to type, r registers the selection, / searches, ? shows the keys;
+    every action counted."""
+    services, service = ui
+    for i in range(4):
+        send(service.smtp_port, make_message(subject=f"朝のメール{i}", body="本文\n"))
+    wait_for(lambda: services.messages.count() == 4, 20)
+    page = chromium.new_page(viewport={"width": 1366, "height": 768}, locale="ja-JP")
+    page.goto(service.base_url + "/login")
+    page.get_by_label("ユーザーID").fill("sato")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード").press("Enter")
+    page.wait_for_url("**/messages")
+    actions = 0
+
+    def press(key: str) -> None:
+        nonlocal actions
+        page.keyboard.press(key)
+        actions += 1
+
+    press("?")
+    assert page.locator("#keys").is_visible()
+    press("?")
+    # The newest mail first: e opens it with the reason field focused.
+    press("j")
+    press("e")
+    page.wait_for_url("**#dismiss")
+    assert page.evaluate("document.activeElement.id") == "dismiss-reason"
+    page.keyboard.type("広告")
+    press("Enter")
+    assert "対象外にしました" in page.get_by_role("status").inner_text()
+    page.goto(service.base_url + "/messages")  # 未処理 only: three left
+    for key in ("j", "x", "j", "x"):
+        press(key)
+    press("r")
+    page.wait_for_url("**/register?**")
+    assert page.locator("form.register fieldset").count() == 2
+    page.goto(service.base_url + "/messages")
+    press("/")
+    assert page.evaluate("document.activeElement.name") == "q"
+    page.keyboard.type("朝のメール")
+    press("Enter")
+    page.wait_for_url("**q=**")
+    assert "検索結果 3件" in page.locator(".search-result").inner_text()
+    assert actions <= 16, actions
+
+
+def test_every_page_passes_axe_core_without_a_serious_or_critical_violation(
+    ui: tuple[Services, ServiceThread], chromium: Any
+) -> None:
+    """axe-core (through axe-playwright-python) over every page a clerk and a
+    system administrator open, including a form error and a search."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    services, service = ui
+    add_user(services, "kanri", ["総務課"], role="system_admin")
+    send(service.smtp_port, make_message(subject="照会", attachments=[("回答.pdf", b"%PDF-1.4", "application/pdf")]))
+    wait_for(lambda: services.messages.count() == 1, 20)
+    page = chromium.new_page(viewport={"width": 1366, "height": 768}, locale="ja-JP")
+    axe = Axe()
+    found: dict[str, list[str]] = {}
+
+    def check(name: str) -> None:
+        result = axe.run(page)
+        serious = [v for v in result.response["violations"] if v["impact"] in ("serious", "critical")]
+        if serious:
+            found[name] = [f"{v['id']}: {v['nodes'][0]['target']}" for v in serious]
+
+    page.goto(service.base_url + "/login")
+    check("/login")
+    page.get_by_label("ユーザーID").fill("kanri")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード").press("Enter")
+    page.wait_for_url("**/messages")
+    message_id = page.locator("table.list tbody tr[data-id]").first.get_attribute("data-id")
+    for path in (
+        "/messages",
+        "/messages?q=照会&from=2026-13-45",
+        f"/messages/{message_id}",
+        f"/messages/{message_id}/source",
+        f"/register?id={message_id}",
+        "/book",
+        "/admin/users",
+        "/admin/sections",
+        "/admin/classifications",
+        "/admin/audit",
+        "/admin/addresses",
+        "/admin/mta-config",
+        "/admin/filelink",
+        "/status",
+    ):
+        page.goto(service.base_url + path)
+        check(path)
+    assert found == {}

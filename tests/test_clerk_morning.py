@@ -269,3 +269,58 @@ def test_ten_wrong_passwords_lock_that_account_only_and_an_administrator_can_unl
     assert browsers(service.base_url).login("sato").status_code == 303
     logged = [e.action for e in services.audit.entries(services.accounts.by_username("admin"))]
     assert "unlock_login" in logged
+
+
+def test_batch_settings_fill_the_rows_left_empty_and_an_error_keeps_what_was_typed(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    contract = services.registry.add_classification("契約")
+    ids = [stored_message(services, SOUMU, subject=f"照会（{n}）") for n in ("一", "二", "三")]
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+
+    def row(message_id: int, **fields: str) -> list[tuple[str, Any]]:
+        values = {"subject": "照会", "sender": "山田", "received_on": "2026-11-20", **fields}
+        return [("message_id", message_id)] + [(f"{k}_{message_id}", v) for k, v in values.items()]
+
+    # No 保存期間 anywhere: refused, and the page keeps what was typed.
+    refused = clerk.post("/register", row(ids[0], remarks="急ぎ") + row(ids[1]) + row(ids[2]))
+    assert refused.status_code == 400
+    assert "保存期間" in refused.text and "入力した内容はそのまま残っています" in refused.text
+    assert ">急ぎ</textarea>" in refused.text
+
+    form = (
+        [("batch_retention", "10年"), ("batch_classification", str(contract))]
+        + row(ids[0])
+        + row(ids[1], retention="1年")
+        + row(ids[2])
+    )
+    done = clerk.post("/register", form)
+    assert done.status_code == 303
+    clerk_user = services.accounts.by_username("sato")
+    got = [services.registry.for_message(clerk_user, i)[0] for i in ids]
+    assert [r.retention for r in got] == ["10年", "1年", "10年"]
+    assert {r.classification for r in got} == {"契約"}
+
+
+def test_the_list_counts_each_status_and_offers_today_yesterday_and_this_week(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(3):
+        stored_message(services, SOUMU, subject="今日のメール", received_at=now)
+    old = stored_message(services, SOUMU, subject="先月のメール", received_at=now - dt.timedelta(days=40))
+    services.registry.dismiss(services.accounts.by_username("sato"), old, "広告")
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    page = clerk.get("/messages").text
+    assert "未処理（3）" in page and "対象外（1）" in page and "収受済（0）" in page
+    everything = clerk.get("/messages", params={"status": "all"}).text
+    today = re.search(r'<a href="([^"]+)"[^>]*>今日</a>', everything)
+    assert today is not None and "status=all" in today.group(1)  # the link keeps the other filters
+    listed = clerk.get(today.group(1).replace("&amp;", "&")).text
+    assert listed.count(">今日のメール</a>") == 3 and "先月のメール" not in listed
+    assert "対象外（0）" in listed  # the counts follow the other filters
+    assert "日付の指定を外す" in listed

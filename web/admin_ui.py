@@ -19,7 +19,8 @@ from ..operations import mta_config
 from ..operations.probing import send_probe, wait_for_probe
 from ..records import audit as audit_module
 from .downloads import content_disposition
-from .ui import Handler, WebUI, _field, _form, _path_int, _session, client_address, page
+from .pages import Handler, client_address, field, form_of, page, path_int, session_of
+from .ui import WebUI
 
 PROBE_TIMEOUT = 30.0
 DAILY_DAYS = 7
@@ -97,7 +98,7 @@ class AdminUI:
         return self._address_action(
             request,
             lambda: self.services.addresses.add(
-                _field(request, "address"), _field(request, "section"), _field(request, "label")
+                field(request, "address"), field(request, "section"), field(request, "label")
             ),
             "address_added",
         )
@@ -106,31 +107,31 @@ class AdminUI:
         return self._address_action(
             request,
             lambda: self.services.addresses.update(
-                _field(request, "address"), section=_field(request, "section"), label=_field(request, "label")
+                field(request, "address"), section=field(request, "section"), label=field(request, "label")
             ),
         )
 
     def enable_address(self, request: Request) -> Response:
         return self._address_action(
-            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), True), "address_enabled"
+            request, lambda: self.services.addresses.set_enabled(field(request, "address"), True), "address_enabled"
         )
 
     def disable_address(self, request: Request) -> Response:
         return self._address_action(
-            request, lambda: self.services.addresses.set_enabled(_field(request, "address"), False), "address_disabled"
+            request, lambda: self.services.addresses.set_enabled(field(request, "address"), False), "address_disabled"
         )
 
     def delete_address(self, request: Request) -> Response:
         return self._address_action(
-            request, lambda: self.services.addresses.delete(_field(request, "address")), "address_deleted"
+            request, lambda: self.services.addresses.delete(field(request, "address")), "address_deleted"
         )
 
     def probe_address(self, request: Request) -> Response:
         """Send a probe through the MTA at ``via`` and wait for it here."""
-        address = self.services.addresses.get(_field(request, "address"))
+        address = self.services.addresses.get(field(request, "address"))
         if not address.enabled:
             return self.addresses(request, f"{address.address} は無効です。有効にしてから確認してください。", 400)
-        host, port = _host_port(_field(request, "via"))
+        host, port = _host_port(field(request, "via"))
         started = time.monotonic()
         try:
             probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
@@ -174,41 +175,41 @@ class AdminUI:
         )
 
     def admin_unlock_user(self, request: Request) -> Response:
-        target = self.services.accounts.get(_path_int(request, "user_id"))
+        target = self.services.accounts.get(path_int(request, "user_id"))
         if target is None:
             raise NotFound("そのユーザーはいません")
         self.ui.throttle.unlock(target.username)
         self.services.audit.record(
-            _session(request).user, "unlock_login", detail=target.username, client_address=client_address(request)
+            session_of(request).user, "unlock_login", detail=target.username, client_address=client_address(request)
         )
         return RedirectResponse("/admin/users?notice=unlocked", status_code=303)
 
     def admin_add_user(self, request: Request) -> Response:
-        form = _form(request)
+        form = form_of(request)
         try:
             self.services.accounts.add_user(
-                _field(request, "username"),
-                password=_field(request, "password") or None,
-                role=_field(request, "role", "clerk"),
+                field(request, "username"),
+                password=field(request, "password") or None,
+                role=field(request, "role", "clerk"),
                 sections=[v for v in form.getlist("sections") if isinstance(v, str)],
-                display_name=_field(request, "display_name"),
+                display_name=field(request, "display_name"),
             )
         except BadRequest as exc:
             return self.admin_users(request, str(exc), status_code=400)
         return RedirectResponse("/admin/users?notice=saved", status_code=303)
 
     def admin_update_user(self, request: Request) -> Response:
-        user_id = _path_int(request, "user_id")
+        user_id = path_int(request, "user_id")
         target = self.services.accounts.get(user_id)
         if target is None:
             raise NotFound("そのユーザーはいません")
-        form = _form(request)
-        enabled = _field(request, "enabled") == "1"
-        if target.id == _session(request).user.id and not enabled:
+        form = form_of(request)
+        enabled = field(request, "enabled") == "1"
+        if target.id == session_of(request).user.id and not enabled:
             return self.admin_users(request, "自分自身は無効にできません", status_code=400)
         self.services.accounts.update_user(
             target.username,
-            role=_field(request, "role", target.role),
+            role=field(request, "role", target.role),
             sections=[v for v in form.getlist("sections") if isinstance(v, str)],
             enabled=enabled,
         )
@@ -218,7 +219,7 @@ class AdminUI:
         return self.render(request, "admin_sections.html", sections=self.services.accounts.sections())
 
     def admin_update_section(self, request: Request) -> Response:
-        self.services.accounts.set_symbol(_path_int(request, "section_id"), _field(request, "symbol"))
+        self.services.accounts.set_symbol(path_int(request, "section_id"), field(request, "symbol"))
         return RedirectResponse("/admin/sections?notice=saved", status_code=303)
 
     def admin_classifications(self, request: Request) -> Response:
@@ -227,23 +228,23 @@ class AdminUI:
         )
 
     def admin_add_classification(self, request: Request) -> Response:
-        parent = _field(request, "parent_id")
+        parent = field(request, "parent_id")
         try:
             parent_id = int(parent) if parent else None
         except ValueError as exc:
             raise BadRequest("上位の分類の指定が正しくありません") from exc
-        self.services.registry.add_classification(_field(request, "name"), parent_id)
+        self.services.registry.add_classification(field(request, "name"), parent_id)
         return RedirectResponse("/admin/classifications?notice=saved", status_code=303)
 
     def admin_audit(self, request: Request) -> Response:
         before = request.query_params.get("before")
         entries = self.services.audit.entries(
-            _session(request).user, limit=200, before_id=int(before) if before and before.isdigit() else None
+            session_of(request).user, limit=200, before_id=int(before) if before and before.isdigit() else None
         )
         return self.render(request, "audit.html", entries=entries)
 
     def admin_audit_export(self, request: Request) -> Response:
-        entries = self.services.audit.entries(_session(request).user, limit=1_000_000)
+        entries = self.services.audit.entries(session_of(request).user, limit=1_000_000)
         return Response(
             audit_module.entries_csv(entries),
             media_type="text/csv; charset=utf-8",

@@ -28,7 +28,8 @@ from ..services import Services
 from . import STATIC_DIR, TEMPLATE_DIR
 from .admin_ui import AdminUI
 from .api import Api
-from .ui import WebUI, error_page, page
+from .pages import page
+from .ui import WebUI, error_page
 
 log = logging.getLogger(__name__)
 

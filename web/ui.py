@@ -9,11 +9,10 @@ database work never blocks the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import functools
 import math
 import secrets
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +28,6 @@ from ..errors import BadRequest, Forbidden, MailintakeError, NotFound, TooManyAt
 from ..mail import delivery_route
 from ..mail import html as html_view
 from ..mail.filenames import display_name
-from ..models import ROLES
 from ..people.accounts import ROLE_LABELS
 from ..people.sessions import (
     CSRF_FIELD,
@@ -46,8 +44,7 @@ from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from ..services import Services
 from . import downloads, labels
 from .downloads import content_disposition, safe_content_type
-
-Handler = Callable[[Request], Response]
+from .pages import Handler, client_address, field, form_of, form_text, page, path_int, session_of
 
 NOTICES = {
     "dismissed": "対象外にしました。",
@@ -62,77 +59,6 @@ NOTICES = {
     "logged_out": "ログアウトしました。",
     "unlocked": "ログインの停止を解除しました。本人に伝えてください。",
 }
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def _session(request: Request) -> ActiveSession:
-    session: ActiveSession = request.state.session
-    return session
-
-
-# What a browser says it fetches (Sec-Fetch-Dest) when a page is opened or
-# script fetches it; anything else (an image, a style sheet, a font…) is a
-# resource embedded somewhere, e.g. a CSS url() in a hostile mail, which
-# must not download, audit or mark read in the clerk's name.
-NAVIGATION_DESTS = frozenset({"document", "empty"})
-
-
-def page(
-    services: Services, *, role: str | None = None, embeddable: bool = False
-) -> Callable[[Handler], Callable[[Request], Any]]:
-    """Wraps a sync handler: sign-in required, ``role`` or above, CSRF on
-    POST, and (unless ``embeddable``) only navigations or fetches."""
-    minimum = ROLES.index(role) if role else 0
-
-    def decorate(handler: Handler) -> Callable[[Request], Any]:
-        @functools.wraps(handler)
-        async def endpoint(request: Request) -> Response:
-            dest = request.headers.get("sec-fetch-dest")
-            if not embeddable and dest is not None and dest not in NAVIGATION_DESTS:
-                raise Forbidden("このページは埋め込んで開くことはできません。")
-            token = request.cookies.get(SESSION_COOKIE)
-            session = await run_in_threadpool(services.sessions.resolve, token)
-            if session is None:
-                if request.method != "GET":
-                    raise Forbidden("ログインの有効期限が切れました。もう一度ログインしてください。")
-                return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
-            if ROLES.index(session.user.role) < minimum:
-                raise NotFound("このページはありません")
-            request.state.session = session
-            if request.method == "POST":
-                form = await request.form()
-                if not tokens_match(session.csrf_token, _text(form, CSRF_FIELD)):
-                    raise Forbidden("フォームの有効期限が切れました。ページを開き直してから操作してください。")
-                request.state.form = form
-            return await run_in_threadpool(handler, request)
-
-        return endpoint
-
-    return decorate
-
-
-def _text(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-def _form(request: Request) -> FormData:
-    form: FormData = request.state.form
-    return form
-
-
-def _field(request: Request, name: str, default: str = "") -> str:
-    return _text(_form(request), name) or default
-
-
-def _path_int(request: Request, name: str) -> int:
-    try:
-        return int(request.path_params[name])
-    except (KeyError, ValueError) as exc:
-        raise NotFound("このページはありません") from exc
 
 
 def _safe_list_url(value: str | None) -> str:
@@ -255,10 +181,10 @@ class WebUI:
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
-        username = (_text(form, "username") or "").strip()
-        password = _text(form, "password") or ""
+        username = (form_text(form, "username") or "").strip()
+        password = form_text(form, "password") or ""
         client = client_address(request)
-        if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), _text(form, CSRF_FIELD)):
+        if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form_text(form, CSRF_FIELD)):
             raise Forbidden("フォームの有効期限が切れました。ページを開き直してからログインしてください。")
         wait = self.throttle.admit(username, client)
         if wait > 0:
@@ -281,7 +207,7 @@ class WebUI:
         self.throttle.succeeded(username, client)
         token = await run_in_threadpool(self.services.sessions.start, user, method="password", client_address=client)
         await run_in_threadpool(self.services.audit.record, user, "login", client_address=client)
-        response = RedirectResponse(_safe_next(_text(form, "next")), status_code=303)
+        response = RedirectResponse(_safe_next(form_text(form, "next")), status_code=303)
         self.set_session_cookie(request, response, token)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
@@ -307,11 +233,16 @@ class WebUI:
     # -- 受信一覧 ---------------------------------------------------------------------
 
     def message_list(self, request: Request) -> Response:
-        user = _session(request).user
+        user = session_of(request).user
         wanted, errors = InboxFilter.from_params(request.query_params)
         result = self.services.inbox.page(user, wanted)
         found = self.services.inbox.count(user, wanted) if wanted.q else None
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        today = dt.datetime.now(jpdates.JST).date()
+        counts = {
+            status: self.services.inbox.count(user, dataclasses.replace(wanted, status=status, cursor=None))
+            for status in STATUS_LABELS
+        }
         return self.render(
             request,
             "messages.html",
@@ -323,19 +254,22 @@ class WebUI:
             if result.next_cursor
             else None,
             first_url=("/messages?" + urlencode(params)) if wanted.cursor else None,
-            today=dt.datetime.now(jpdates.JST).date(),
+            today=today,
             errors=errors,
             found=found,
             list_url="/messages?" + urlencode(list(request.query_params.multi_items())),
+            counts=counts,
+            quick=_quick_filters(params, today),
             count_cap=COUNT_CAP,
             all_statuses_url="/messages?" + urlencode({**params, "status": "all"}),
+            all_dates_url="/messages?" + urlencode({k: v for k, v in params.items() if k not in ("from", "to")}),
         )
 
     # -- メール詳細 -------------------------------------------------------------------
 
     def message_detail(self, request: Request) -> Response:
-        user = _session(request).user
-        message = self.services.inbox.message(user, _path_int(request, "message_id"))
+        user = session_of(request).user
+        message = self.services.inbox.message(user, path_int(request, "message_id"))
         remote = request.query_params.get("remote") == "1"
         safe = (
             html_view.sanitize(message.html_body, message.id, message.attachments)
@@ -363,8 +297,8 @@ class WebUI:
         return delivery_route.hops(head)
 
     def message_html(self, request: Request) -> Response:
-        user = _session(request).user
-        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        user = session_of(request).user
+        message = self.services.inbox.message(user, path_int(request, "message_id"), mark_read=False)
         if message.html_body is None:
             raise NotFound("HTML本文はありません")
         safe = html_view.sanitize(message.html_body, message.id, message.attachments)
@@ -381,8 +315,8 @@ class WebUI:
         )
 
     def message_source(self, request: Request) -> Response:
-        user = _session(request).user
-        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        user = session_of(request).user
+        message = self.services.inbox.message(user, path_int(request, "message_id"), mark_read=False)
         sha, size = message.raw_sha256, int(message.raw_size)
         limit = 2 * 1024 * 1024
         data = b"".join(self.services.originals.chunks(sha, min(size, limit)))
@@ -396,26 +330,26 @@ class WebUI:
         )
 
     def message_original(self, request: Request) -> Response:
-        user = _session(request).user
-        message = self.services.inbox.message(user, _path_int(request, "message_id"), mark_read=False)
+        user = session_of(request).user
+        message = self.services.inbox.message(user, path_int(request, "message_id"), mark_read=False)
         self._audit(request, "download_original", message)
         return downloads.original(
             self.services.originals, message.raw_sha256, int(message.raw_size), f"mail-{message.id}.eml"
         )
 
     def attachment_download(self, request: Request) -> Response:
-        user = _session(request).user
-        message_id = _path_int(request, "message_id")
-        attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
+        user = session_of(request).user
+        message_id = path_int(request, "message_id")
+        attachment = self.services.inbox.attachment(user, message_id, path_int(request, "attachment_id"))
         self._audit(request, "download_attachment", attachment.message, display_name(attachment.filename))
         return downloads.attachment(self.services.blobs, attachment)
 
     def attachment_preview(self, request: Request) -> Response:
         """Images and PDF only, shown inline; never HTML or SVG, which could
         carry script."""
-        user = _session(request).user
-        message_id = _path_int(request, "message_id")
-        attachment = self.services.inbox.attachment(user, message_id, _path_int(request, "attachment_id"))
+        user = session_of(request).user
+        message_id = path_int(request, "message_id")
+        attachment = self.services.inbox.attachment(user, message_id, path_int(request, "attachment_id"))
         content_type = safe_content_type(attachment.content_type)
         if content_type not in html_view.PREVIEW_TYPES:
             raise NotFound("この形式はプレビューできません。ダウンロードしてください。")
@@ -427,7 +361,7 @@ class WebUI:
 
     def _audit(self, request: Request, action: str, message: Any, detail: str = "") -> None:
         self.services.audit.record(
-            _session(request).user,
+            session_of(request).user,
             action,
             message_id=message.id,
             section_id=self._section_id(message.address.section),
@@ -441,15 +375,15 @@ class WebUI:
     # -- 対象外 ------------------------------------------------------------------------
 
     def dismiss(self, request: Request) -> Response:
-        message_id = _path_int(request, "message_id")
+        message_id = path_int(request, "message_id")
         self.services.registry.dismiss(
-            _session(request).user, message_id, _field(request, "reason"), client_address(request)
+            session_of(request).user, message_id, field(request, "reason"), client_address(request)
         )
         return RedirectResponse(f"/messages/{message_id}?notice=dismissed", status_code=303)
 
     def undismiss(self, request: Request) -> Response:
-        message_id = _path_int(request, "message_id")
-        self.services.registry.undismiss(_session(request).user, message_id, client_address(request))
+        message_id = path_int(request, "message_id")
+        self.services.registry.undismiss(session_of(request).user, message_id, client_address(request))
         return RedirectResponse(f"/messages/{message_id}?notice=undismissed", status_code=303)
 
     # -- 収受登録 ---------------------------------------------------------------------
@@ -466,32 +400,56 @@ class WebUI:
         return list(dict.fromkeys(ids))
 
     def register_form(self, request: Request) -> Response:
-        user = _session(request).user
         ids = self._selected_ids(request.query_params.getlist("id"))
+        return self._register_page(request, ids)
+
+    def _register_page(
+        self,
+        request: Request,
+        ids: list[int],
+        values: dict[str, str] | None = None,
+        chosen: set[str] | None = None,
+        error: str | None = None,
+    ) -> Response:
+        """The form for ``ids``; after an error, with everything typed kept."""
+        user = session_of(request).user
         # Numbers are given in form order: oldest mail first.
         messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: (m.received_at, m.id))
         return self.render(
             request,
             "register.html",
+            status_code=400 if error else 200,
             messages=messages,
             classifications=self.services.registry.classifications(),
             retention_periods=self.services.settings.retention_periods,
-            error=None,
-            values={},
+            error=error,
+            values=values or {},
+            # After an error, the attachment boxes as they were ticked ("attachment_<mail>:<id>").
+            chosen=chosen,
         )
 
     def register(self, request: Request) -> Response:
-        user = _session(request).user
-        form = _form(request)
+        user = session_of(request).user
+        form = form_of(request)
         ids = self._selected_ids([v for v in form.getlist("message_id") if isinstance(v, str)])
-        requests = [self._registration_request(form, message_id) for message_id in ids]
-        created, taken = self.services.registry.register_available(user, requests, client_address(request))
+        try:
+            requests = [self._registration_request(form, message_id) for message_id in ids]
+            created, taken = self.services.registry.register_available(user, requests, client_address(request))
+        except BadRequest as exc:
+            typed = [(k, v) for k, v in form.multi_items() if isinstance(v, str) and k != CSRF_FIELD]
+            chosen = {f"{k}:{v}" for k, v in typed if k.startswith("attachment_")}
+            return self._register_page(request, ids, dict(typed), chosen, str(exc))
         query = [("id", r.id) for r in created] + [("taken", t.message_id) for t in taken]
         return RedirectResponse("/registered?" + urlencode(query), status_code=303)
 
     def _registration_request(self, form: FormData, message_id: int) -> RegistrationRequest:
         def value(name: str) -> str:
-            return _text(form, f"{name}_{message_id}") or ""
+            # 一括設定 at the top fills what a row leaves empty.
+            return (
+                form_text(form, f"{name}_{message_id}")
+                or (form_text(form, f"batch_{name}") if name in BATCH else "")
+                or ""
+            )
 
         try:
             received_on = dt.date.fromisoformat(value("received_on"))
@@ -515,7 +473,7 @@ class WebUI:
         )
 
     def amend_form(self, request: Request) -> Response:
-        registration = self.services.registry.get(_session(request).user, _path_int(request, "registration_id"))
+        registration = self.services.registry.get(session_of(request).user, path_int(request, "registration_id"))
         return self.render(
             request,
             "amend.html",
@@ -525,14 +483,14 @@ class WebUI:
         )
 
     def amend(self, request: Request) -> Response:
-        form = _form(request)
+        form = form_of(request)
 
         def value(name: str) -> str:
-            return _text(form, name) or ""
+            return form_text(form, name) or ""
 
         registration = self.services.registry.amend(
-            _session(request).user,
-            _path_int(request, "registration_id"),
+            session_of(request).user,
+            path_int(request, "registration_id"),
             Amendment(
                 subject=value("subject"),
                 sender=value("sender"),
@@ -550,7 +508,7 @@ class WebUI:
         )
 
     def registered(self, request: Request) -> Response:
-        user = _session(request).user
+        user = session_of(request).user
         ids = _ids(request.query_params.getlist("id"))
         rows = [self.services.registry.get(user, registration_id) for registration_id in ids]
         # Mails another clerk registered or dismissed meanwhile: named, not registered.
@@ -559,9 +517,9 @@ class WebUI:
 
     def cancel(self, request: Request) -> Response:
         registration = self.services.registry.cancel(
-            _session(request).user,
-            _path_int(request, "registration_id"),
-            _field(request, "reason"),
+            session_of(request).user,
+            path_int(request, "registration_id"),
+            field(request, "reason"),
             client_address(request),
         )
         return RedirectResponse(
@@ -572,7 +530,7 @@ class WebUI:
     # -- 収受簿 -----------------------------------------------------------------------
 
     def _book_choice(self, request: Request) -> tuple[list[Any], Any, int]:
-        user = _session(request).user
+        user = session_of(request).user
         sections = self.services.accounts.sections() if user.is_system_admin else list(user.sections)
         if not sections:
             raise NotFound("担当課が設定されていません。システム管理者に連絡してください。")
@@ -588,7 +546,7 @@ class WebUI:
         return sections, section, year
 
     def book(self, request: Request) -> Response:
-        user = _session(request).user
+        user = session_of(request).user
         sections, section, year = self._book_choice(request)
         q = (request.query_params.get("q") or "").strip()[:200]
         reply_due_only = request.query_params.get("reply_due") == "1"
@@ -617,7 +575,7 @@ class WebUI:
         )
 
     def book_export(self, request: Request) -> Response:
-        user = _session(request).user
+        user = session_of(request).user
         _, section, year = self._book_choice(request)
         encoding = request.query_params.get("encoding", "utf-8")
         if encoding not in CSV_ENCODINGS:
@@ -636,6 +594,26 @@ class WebUI:
             media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
             headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
         )
+
+
+def _quick_filters(params: dict[str, str], today: dt.date) -> list[tuple[str, str, bool]]:
+    """今日, 昨日, 今週 (Monday to today, Japan time) as (label, url, chosen),
+    keeping every other filter."""
+    ranges = {
+        "今日": (today, today),
+        "昨日": (today - dt.timedelta(days=1), today - dt.timedelta(days=1)),
+        "今週": (today - dt.timedelta(days=today.weekday()), today),
+    }
+    out = []
+    for label, (start, end) in ranges.items():
+        wanted = {**params, "from": start.isoformat(), "to": end.isoformat()}
+        chosen = params.get("from") == start.isoformat() and params.get("to") == end.isoformat()
+        out.append((label, "/messages?" + urlencode(wanted), chosen))
+    return out
+
+
+# Fields the registration form's 一括設定 may give every row.
+BATCH = ("classification", "retention")
 
 
 def _ids(values: list[str]) -> list[int]:

@@ -4,7 +4,13 @@ document.addEventListener("submit", function (event) {
   var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) { event.preventDefault(); }
 });
-// The mail list: j/k move between rows, x selects, Enter/o opens.
+// A mail opened with "e" from the list: the 対象外 reason is ready to type.
+if (window.location.hash === "#dismiss") {
+  var reason = document.getElementById("dismiss-reason");
+  if (reason) { reason.focus(); }
+}
+// The mail list: j/k move between rows, x selects, Enter/o opens, e opens
+// to mark 対象外, r registers the selection, / searches, ? shows the keys.
 (function () {
   "use strict";
   var all = document.getElementById("select-all");
@@ -38,6 +44,21 @@ document.addEventListener("submit", function (event) {
     } else if (event.key === "o" && current >= 0) {
       var link = rows[current].querySelector("td.subject a");
       if (link) { window.location = link.href; }
+    } else if (event.key === "e" && current >= 0) {
+      var open = rows[current].querySelector("td.subject a");
+      if (open) { window.location = open.href + "#dismiss"; }
+    } else if (event.key === "r") {
+      var pick = document.getElementById("pick");
+      if (pick && pick.querySelector("input[name=id]:checked")) { pick.submit(); }
+      event.preventDefault();
+    } else if (event.key === "/") {
+      var search = document.querySelector("input[name=q]");
+      if (search) { search.focus(); search.select(); }
+      event.preventDefault();
+    } else if (event.key === "?") {
+      var keys = document.getElementById("keys");
+      if (keys) { keys.hidden = !keys.hidden; }
+      event.preventDefault();
     }
   });
 })();
