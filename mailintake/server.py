@@ -79,25 +79,7 @@ async def run_service(
             ingester.start()
             _announce(on_ready, f"SMTP relay on {relay.address_text}")
         if web:
-            config = uvicorn.Config(
-                create_app(services),
-                host=settings.http_host,
-                port=settings.http_port,
-                log_level=settings.log_level.lower(),
-                # Our logging configuration: one format, each line once.
-                log_config=None,
-                lifespan="off",
-                access_log=settings.access_log,
-                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
-                forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
-                proxy_headers=bool(settings.trusted_proxies),
-            )
-            server = _WebServer(config)
-            web_task = asyncio.create_task(server.serve())
-            while not server.started and not web_task.done():
-                await asyncio.sleep(0.02)
-            if web_task.done():
-                web_task.result()  # raises the bind error
+            server, web_task = await _start_web(services)
             _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
         if web and settings.handoff_push_dir is not None:
             # One pusher per installation: the web process (mailintake web or serve).
@@ -119,6 +101,31 @@ async def run_service(
             await asyncio.to_thread(pusher[0].join, SHUTDOWN_GRACE_SECONDS)
         services.close()
     log.info("stopped")
+
+
+async def _start_web(services: Services) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """The web/API server, listening when this returns (a bind error raises)."""
+    settings = services.settings
+    config = uvicorn.Config(
+        create_app(services),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        # Our logging configuration: one format, each line once.
+        log_config=None,
+        lifespan="off",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+        proxy_headers=bool(settings.trusted_proxies),
+    )
+    server = _WebServer(config)
+    web_task = asyncio.create_task(server.serve())
+    while not server.started and not web_task.done():
+        await asyncio.sleep(0.02)
+    if web_task.done():
+        web_task.result()  # raises the bind error
+    return server, web_task
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

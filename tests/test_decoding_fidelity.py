@@ -10,7 +10,9 @@ from urllib.parse import quote
 
 import pytest
 
-from mailintake.mail.decoding import decode_header_value, html_to_text, parse_bytes
+from mailintake.mail.decoding import parse_bytes
+from mailintake.mail.headers import decode_header_value
+from mailintake.mail.text import html_to_text
 
 from .conftest import wait_for
 from .mails import make_message, send

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailintake.mail.decoding import MAX_DEPTH, MAX_PARTS, parse_bytes
+from mailintake.mail.decoding import parse_bytes
+from mailintake.mail.parsed import MAX_DEPTH, MAX_PARTS
 
 from .conftest import ServiceThread, wait_for
 from .mails import send

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from mailintake.mail.decoding import MAX_DISPLAY_CHARS, Limits, parse_bytes
+from mailintake.mail.decoding import parse_bytes
+from mailintake.mail.parsed import MAX_DISPLAY_CHARS, Limits
 
 from .conftest import ServiceThread, wait_for
 from .hostile_mails import huge_subject, many_empty_parts, nested_forwards

@@ -13,7 +13,8 @@ import pytest
 from mailintake.errors import BadRequest, Conflict, NotFound
 from mailintake.jpdates import JST
 from mailintake.people.accounts import UserInfo
-from mailintake.records.registry import RegistrationRequest, Registry, book_csv
+from mailintake.records.book import book_csv
+from mailintake.records.registry import RegistrationRequest, Registry
 from mailintake.services import Services
 
 from .factories import stored_message

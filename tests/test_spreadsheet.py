@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from mailintake.models import Section
 from mailintake.records.audit import entries_csv
-from mailintake.records.registry import RegistrationRequest, book_csv
+from mailintake.records.book import book_csv
+from mailintake.records.registry import RegistrationRequest
 from mailintake.records.spreadsheet import FORMULA_STARTS, text_cell
 from mailintake.services import Services
 

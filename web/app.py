@@ -29,6 +29,7 @@ from . import STATIC_DIR, TEMPLATE_DIR
 from .admin_ui import AdminUI
 from .api import Api
 from .pages import page
+from .registration_pages import RegistrationPages
 from .ui import WebUI, error_page
 
 log = logging.getLogger(__name__)
@@ -88,80 +89,96 @@ def create_app(services: Services) -> Starlette:
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
     )
     templates = Jinja2Templates(env=environment)
-    api = Api(services)
     ui = WebUI(services, templates)
-
-    def healthz(request: Request) -> Response:
-        state = health(services)
-        ok = state["database"] and state["spool_writable"]
-        return JSONResponse(dict(state, status="ok" if ok else "degraded"), status_code=200 if ok else 503)
-
-    def metrics(request: Request) -> Response:
-        if not _client_in(request, services.settings.metrics_allow):
-            return JSONResponse({"error": "not allowed (metrics_allow)"}, status_code=403)
-        body = render_metrics(
-            services.settings.data_dir,
-            services.spool.backlog,
-            services.engine,
-            services.settings.handoff_ack_warn_hours,
-        )
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    def index(request: Request) -> Response:
-        return RedirectResponse("/messages" if request.cookies.get(SESSION_COOKIE) else "/login", status_code=303)
-
-    def status_page(request: Request) -> Response:
-        state = health(services)
-        try:
-            count = services.messages.count() if state["database"] else None
-        except SQLAlchemyError:
-            count = None
-        return ui.render(request, "index.html", health=state, message_count=count)
-
-    def wants_json(request: Request) -> bool:
-        return request.url.path.startswith(("/api/", "/healthz", "/metrics"))
-
-    async def mailintake_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, MailintakeError)
-        if wants_json(request):
-            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
-        return error_page(templates, request, exc)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if wants_json(request):
-            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        message = "お探しのページは見つかりません。" if exc.status_code == 404 else str(exc.detail)
-        return error_page(templates, request, _HttpError(message, exc.status_code))
-
-    async def database_error(request: Request, exc: Exception) -> Response:
-        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-        if wants_json(request):
-            return JSONResponse({"error": "database unavailable"}, status_code=503)
-        return error_page(
-            templates, request, _HttpError("データベースに接続できません。しばらく後にお試しください。", 503)
-        )
-
+    site = _Site(services, ui)
+    errors = _Errors(templates)
     routes = [
-        Route("/", index),
+        Route("/", site.index),
         # System administrators only, with the menu: it names the database and backlog.
-        Route("/status", page(services, role="system_admin")(status_page), methods=["GET"]),
-        Route("/healthz", healthz),
-        Route("/metrics", metrics),
-        *api.routes(),
+        Route("/status", page(services, role="system_admin")(site.status_page), methods=["GET"]),
+        Route("/healthz", site.healthz),
+        Route("/metrics", site.metrics),
+        *Api(services).routes(),
         *ui.routes(),
+        *RegistrationPages(ui).routes(),
         *AdminUI(ui).routes(),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    app = _App(
+    return _App(
         routes=routes,
         exception_handlers={
-            MailintakeError: mailintake_error,
-            HTTPException: http_error,
-            SQLAlchemyError: database_error,
+            MailintakeError: errors.mailintake_error,
+            HTTPException: errors.http_error,
+            SQLAlchemyError: errors.database_error,
         },
     )
-    return app
+
+
+class _Site:
+    """The pages outside the clerks' and administrators' sets: the root,
+    health, metrics and the status page."""
+
+    def __init__(self, services: Services, ui: WebUI) -> None:
+        self.services = services
+        self.ui = ui
+
+    def healthz(self, request: Request) -> Response:
+        state = health(self.services)
+        ok = state["database"] and state["spool_writable"]
+        return JSONResponse(dict(state, status="ok" if ok else "degraded"), status_code=200 if ok else 503)
+
+    def metrics(self, request: Request) -> Response:
+        settings = self.services.settings
+        if not _client_in(request, settings.metrics_allow):
+            return JSONResponse({"error": "not allowed (metrics_allow)"}, status_code=403)
+        body = render_metrics(
+            settings.data_dir, self.services.spool.backlog, self.services.engine, settings.handoff_ack_warn_hours
+        )
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def index(self, request: Request) -> Response:
+        return RedirectResponse("/messages" if request.cookies.get(SESSION_COOKIE) else "/login", status_code=303)
+
+    def status_page(self, request: Request) -> Response:
+        state = health(self.services)
+        try:
+            count = self.services.messages.count() if state["database"] else None
+        except SQLAlchemyError:
+            count = None
+        return self.ui.render(request, "index.html", health=state, message_count=count)
+
+
+class _Errors:
+    """Errors mapped once for the whole edge: JSON for the API, health and
+    metrics; a page in Japanese for people."""
+
+    def __init__(self, templates: Jinja2Templates) -> None:
+        self.templates = templates
+
+    @staticmethod
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith(("/api/", "/healthz", "/metrics"))
+
+    async def mailintake_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MailintakeError)
+        if self.wants_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+        return error_page(self.templates, request, exc)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if self.wants_json(request):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        message = "お探しのページは見つかりません。" if exc.status_code == 404 else str(exc.detail)
+        return error_page(self.templates, request, _HttpError(message, exc.status_code))
+
+    async def database_error(self, request: Request, exc: Exception) -> Response:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        if self.wants_json(request):
+            return JSONResponse({"error": "database unavailable"}, status_code=503)
+        return error_page(
+            self.templates, request, _HttpError("データベースに接続できません。しばらく後にお試しください。", 503)
+        )
 
 
 class _App(Starlette):

@@ -17,18 +17,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from .. import jpdates
-from ..errors import BadRequest, Forbidden, MailintakeError, NotFound, TooManyAttempts
+from ..errors import Forbidden, MailintakeError, NotFound, TooManyAttempts
 from ..mail import delivery_route
 from ..mail import html as html_view
 from ..mail.filenames import display_name
-from ..people.accounts import ROLE_LABELS
 from ..people.sessions import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -39,12 +37,11 @@ from ..people.sessions import (
     tokens_match,
 )
 from ..records.inbox import COUNT_CAP, PAGE_SIZES, STATUS_LABELS, InboxFilter
-from ..records.registry import Amendment, RegistrationRequest, book_csv, handoff_label
-from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from ..services import Services
-from . import downloads, labels
-from .downloads import content_disposition, safe_content_type
-from .pages import Handler, client_address, field, form_of, form_text, page, path_int, session_of
+from . import downloads
+from .downloads import safe_content_type
+from .labels import install_filters
+from .pages import Handler, client_address, field, form_text, page, path_int, session_of
 
 NOTICES = {
     "dismissed": "対象外にしました。",
@@ -71,37 +68,6 @@ def _safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return "/messages"
-
-
-def filesize(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "KB", "MB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" or size >= 10 else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
-def install_filters(templates: Jinja2Templates) -> None:
-    env = templates.env
-    env.filters["wareki"] = jpdates.wareki
-    env.filters["wareki_datetime"] = jpdates.wareki_datetime
-    env.filters["short_datetime"] = jpdates.short_datetime
-    env.filters["jst_date"] = jpdates.jst_date
-    env.filters["jst_seconds"] = lambda moment: jpdates.to_jst(moment).strftime("%Y-%m-%d %H:%M:%S")
-    env.filters["filesize"] = filesize
-    env.filters["iso_wareki"] = lambda value: (
-        jpdates.wareki_datetime(dt.datetime.fromisoformat(value)) if value else "-"
-    )
-    env.filters["display_name"] = display_name
-    env.filters["file_kind"] = labels.file_kind
-    env.globals["STATUS_LABELS"] = STATUS_LABELS
-    env.globals["ROLE_LABELS"] = ROLE_LABELS
-    # Defaults for pages rendered without a session (sign-in, errors).
-    env.globals.update(user=None, csrf_token="", notice=None)
-    env.globals["wareki_fiscal_year"] = jpdates.wareki_fiscal_year
-    env.globals["today_jst"] = lambda: dt.datetime.now(jpdates.JST).date()
-    env.filters["handoff_label"] = handoff_label
 
 
 class WebUI:
@@ -138,14 +104,6 @@ class WebUI:
             ),
             post("/messages/{message_id:id}/dismiss", self.dismiss),
             post("/messages/{message_id:id}/undismiss", self.undismiss),
-            get("/register", self.register_form),
-            post("/register", self.register),
-            get("/registered", self.registered),
-            post("/registrations/{registration_id:id}/cancel", self.cancel, role="section_admin"),
-            get("/registrations/{registration_id:id}/edit", self.amend_form, role="section_admin"),
-            post("/registrations/{registration_id:id}/edit", self.amend, role="section_admin"),
-            get("/book", self.book),
-            get("/book.csv", self.book_export),
         ]
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
@@ -388,213 +346,6 @@ class WebUI:
 
     # -- 収受登録 ---------------------------------------------------------------------
 
-    def _selected_ids(self, values: list[str]) -> list[int]:
-        try:
-            ids = [int(v) for v in values]
-        except ValueError as exc:
-            raise BadRequest("メールの指定が正しくありません") from exc
-        if not ids:
-            raise BadRequest("収受するメールを一覧で選んでから「収受登録」を押してください")
-        if len(ids) > 50:
-            raise BadRequest("一度に収受登録できるのは50件までです")
-        return list(dict.fromkeys(ids))
-
-    def register_form(self, request: Request) -> Response:
-        ids = self._selected_ids(request.query_params.getlist("id"))
-        return self._register_page(request, ids)
-
-    def _register_page(
-        self,
-        request: Request,
-        ids: list[int],
-        values: dict[str, str] | None = None,
-        chosen: set[str] | None = None,
-        error: str | None = None,
-    ) -> Response:
-        """The form for ``ids``; after an error, with everything typed kept."""
-        user = session_of(request).user
-        # Numbers are given in form order: oldest mail first.
-        messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: (m.received_at, m.id))
-        return self.render(
-            request,
-            "register.html",
-            status_code=400 if error else 200,
-            messages=messages,
-            classifications=self.services.registry.classifications(),
-            retention_periods=self.services.settings.retention_periods,
-            error=error,
-            values=values or {},
-            # After an error, the attachment boxes as they were ticked ("attachment_<mail>:<id>").
-            chosen=chosen,
-        )
-
-    def register(self, request: Request) -> Response:
-        user = session_of(request).user
-        form = form_of(request)
-        ids = self._selected_ids([v for v in form.getlist("message_id") if isinstance(v, str)])
-        try:
-            requests = [self._registration_request(form, message_id) for message_id in ids]
-            created, taken = self.services.registry.register_available(user, requests, client_address(request))
-        except BadRequest as exc:
-            typed = [(k, v) for k, v in form.multi_items() if isinstance(v, str) and k != CSRF_FIELD]
-            chosen = {f"{k}:{v}" for k, v in typed if k.startswith("attachment_")}
-            return self._register_page(request, ids, dict(typed), chosen, str(exc))
-        query = [("id", r.id) for r in created] + [("taken", t.message_id) for t in taken]
-        return RedirectResponse("/registered?" + urlencode(query), status_code=303)
-
-    def _registration_request(self, form: FormData, message_id: int) -> RegistrationRequest:
-        def value(name: str) -> str:
-            # 一括設定 at the top fills what a row leaves empty.
-            return (
-                form_text(form, f"{name}_{message_id}")
-                or (form_text(form, f"batch_{name}") if name in BATCH else "")
-                or ""
-            )
-
-        try:
-            received_on = dt.date.fromisoformat(value("received_on"))
-        except ValueError as exc:
-            raise BadRequest("収受日を YYYY-MM-DD で入力してください") from exc
-        try:
-            attachment_ids = [int(v) for v in form.getlist(f"attachment_{message_id}") if isinstance(v, str)]
-        except ValueError as exc:
-            raise BadRequest("入力が正しくありません") from exc
-        return RegistrationRequest(
-            message_id=message_id,
-            subject=value("subject"),
-            sender=value("sender"),
-            received_on=received_on,
-            retention=value("retention"),
-            classification_id=_optional_id(value("classification")),
-            remarks=value("remarks"),
-            attachment_ids=attachment_ids,
-            sender_reference=value("sender_reference"),
-            reply_due=_optional_date(value("reply_due"), "回答期限"),
-        )
-
-    def amend_form(self, request: Request) -> Response:
-        registration = self.services.registry.get(session_of(request).user, path_int(request, "registration_id"))
-        return self.render(
-            request,
-            "amend.html",
-            r=registration,
-            classifications=self.services.registry.classifications(),
-            retention_periods=self.services.settings.retention_periods,
-        )
-
-    def amend(self, request: Request) -> Response:
-        form = form_of(request)
-
-        def value(name: str) -> str:
-            return form_text(form, name) or ""
-
-        registration = self.services.registry.amend(
-            session_of(request).user,
-            path_int(request, "registration_id"),
-            Amendment(
-                subject=value("subject"),
-                sender=value("sender"),
-                retention=value("retention"),
-                classification_id=_optional_id(value("classification")),
-                remarks=value("remarks"),
-                sender_reference=value("sender_reference"),
-                reply_due=_optional_date(value("reply_due"), "回答期限"),
-            ),
-            client_address(request),
-        )
-        return RedirectResponse(
-            f"/book?section={registration.section_id}&year={registration.fiscal_year}&notice=amended",
-            status_code=303,
-        )
-
-    def registered(self, request: Request) -> Response:
-        user = session_of(request).user
-        ids = _ids(request.query_params.getlist("id"))
-        rows = [self.services.registry.get(user, registration_id) for registration_id in ids]
-        # Mails another clerk registered or dismissed meanwhile: named, not registered.
-        taken = self.services.inbox.messages(user, _ids(request.query_params.getlist("taken")))
-        return self.render(request, "registered.html", registrations=rows, taken=taken)
-
-    def cancel(self, request: Request) -> Response:
-        registration = self.services.registry.cancel(
-            session_of(request).user,
-            path_int(request, "registration_id"),
-            field(request, "reason"),
-            client_address(request),
-        )
-        return RedirectResponse(
-            f"/book?section={self._section_id(registration.section)}&year={registration.fiscal_year}&notice=cancelled",
-            status_code=303,
-        )
-
-    # -- 収受簿 -----------------------------------------------------------------------
-
-    def _book_choice(self, request: Request) -> tuple[list[Any], Any, int]:
-        user = session_of(request).user
-        sections = self.services.accounts.sections() if user.is_system_admin else list(user.sections)
-        if not sections:
-            raise NotFound("担当課が設定されていません。システム管理者に連絡してください。")
-        wanted = request.query_params.get("section")
-        section = next((s for s in sections if str(s.id) == wanted), None) if wanted else sections[0]
-        if section is None:
-            raise NotFound("この課の収受簿は見られません")
-        current = jpdates.fiscal_year(dt.datetime.now(jpdates.JST).date())
-        try:
-            year = int(request.query_params.get("year") or current)
-        except ValueError as exc:
-            raise BadRequest("年度の指定が正しくありません") from exc
-        return sections, section, year
-
-    def book(self, request: Request) -> Response:
-        user = session_of(request).user
-        sections, section, year = self._book_choice(request)
-        q = (request.query_params.get("q") or "").strip()[:200]
-        reply_due_only = request.query_params.get("reply_due") == "1"
-        rows = self.services.registry.book(user, section.id, year, q, reply_due_only)
-        today = dt.datetime.now(jpdates.JST).date()
-        current = jpdates.fiscal_year(today)
-        warn_hours = self.services.settings.handoff_ack_warn_hours
-        awaiting = (
-            self.services.registry.awaiting_handoff(user, section.id, dt.timedelta(hours=warn_hours))
-            if user.is_section_admin and warn_hours
-            else []
-        )
-        return self.render(
-            request,
-            "book.html",
-            sections=sections,
-            section=section,
-            year=year,
-            years=list(range(current, current - 6, -1)),
-            rows=rows,
-            today=today,
-            q=q,
-            reply_due_only=reply_due_only,
-            awaiting=awaiting,
-            warn_hours=warn_hours,
-        )
-
-    def book_export(self, request: Request) -> Response:
-        user = session_of(request).user
-        _, section, year = self._book_choice(request)
-        encoding = request.query_params.get("encoding", "utf-8")
-        if encoding not in CSV_ENCODINGS:
-            raise BadRequest("文字コードは utf-8 か cp932 を指定してください")
-        rows = self.services.registry.book(user, section.id, year)
-        self.services.audit.record(
-            user,
-            "export_book",
-            section_id=section.id,
-            detail=f"{year}年度 {encoding}",
-            client_address=client_address(request),
-        )
-        filename = f"収受簿_{section.name}_{jpdates.wareki_fiscal_year(year)}.csv"
-        return Response(
-            book_csv(rows, encoding),
-            media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
-            headers={"Content-Disposition": content_disposition(filename, f"book-{year}.csv")},
-        )
-
 
 def _quick_filters(params: dict[str, str], today: dt.date) -> list[tuple[str, str, bool]]:
     """今日, 昨日, 今週 (Monday to today, Japan time) as (label, url, chosen),
@@ -610,33 +361,6 @@ def _quick_filters(params: dict[str, str], today: dt.date) -> list[tuple[str, st
         chosen = params.get("from") == start.isoformat() and params.get("to") == end.isoformat()
         out.append((label, "/messages?" + urlencode(wanted), chosen))
     return out
-
-
-# Fields the registration form's 一括設定 may give every row.
-BATCH = ("classification", "retention")
-
-
-def _ids(values: list[str]) -> list[int]:
-    try:
-        return list(dict.fromkeys(int(v) for v in values))[:50]
-    except ValueError as exc:
-        raise BadRequest("メールの指定が正しくありません") from exc
-
-
-def _optional_id(value: str) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError as exc:
-        raise BadRequest("入力が正しくありません") from exc
-
-
-def _optional_date(value: str, label: str) -> dt.date | None:
-    if not value.strip():
-        return None
-    try:
-        return dt.date.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise BadRequest(f"{label}を YYYY-MM-DD で入力してください") from exc
 
 
 def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeError) -> Response:

@@ -28,14 +28,16 @@ from sqlalchemy.orm import Session
 from ..blobs import BlobStore, OriginalStore
 from ..config import Settings
 from ..mail.addresses import designated_form
-from ..mail.decoding import Limits, ParsedAttachment, ParsedMessage, parse_spooled_message
-from ..models import Address, Attachment, Message, MessageStatus, utcnow
+from ..mail.decoding import parse_spooled_message
+from ..mail.parsed import Limits, ParsedMessage
+from ..models import Address, Attachment, Message, utcnow
 from ..records import retention, search
 from ..schema import SchemaMismatch, ensure_current
 from .counters import metrics_dir, write_json
 from .probe import FORGED_NOTE
 from .probe import claim as claim_probe
 from .probe import verify as verify_probe
+from .rows import attachment_values, message_values
 from .spool import Spool, SpoolCorrupt, SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -273,7 +275,7 @@ class Ingester:
                     duplicates += 1
                     continue
                 existing.add(key)
-                rows.append(_message_values(spooled, parsed, key[0], rcpt, self._probe_id(session, parsed, rcpt)))
+                rows.append(message_values(spooled, parsed, key[0], rcpt, self._probe_id(session, parsed, rcpt)))
                 row_attachments.append(parsed)
                 stored += 1
         if rows:
@@ -281,7 +283,7 @@ class Ingester:
             # SMTP event loop) than building ORM objects.
             ids = session.scalars(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows).all()
             attachment_rows = [
-                _attachment_values(message_id, attachment)
+                attachment_values(message_id, attachment)
                 for message_id, parsed in zip(ids, row_attachments, strict=True)
                 for attachment in parsed.attachments
             ]
@@ -342,68 +344,3 @@ class Ingester:
 def _database_unavailable(exc: DBAPIError) -> bool:
     """Connection trouble (retry later), as opposed to data the database refuses."""
     return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
-
-
-def clean_text(value: str) -> str:
-    """Text every database accepts: no NUL, no lone surrogates."""
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
-    return value
-
-
-def _clean(value: object) -> object:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def _message_values(
-    spooled: SpooledMessage, parsed: ParsedMessage, address_id: int, rcpt: str, probe_id: str | None = None
-) -> dict[str, object]:
-    env = spooled.envelope
-    values = {
-        "address_id": address_id,
-        "mail_from": env.mail_from,
-        "rcpt_to": rcpt,
-        "client_address": env.client_address,
-        "received_at": env.received_at,
-        "spool_id": spooled.spool_id,
-        "raw_sha256": spooled.sha256,
-        "raw_size": spooled.size,
-        "message_id": parsed.message_id,
-        "from_name": parsed.from_name,
-        "from_address": parsed.from_address,
-        "to": parsed.to,
-        "cc": parsed.cc,
-        "subject": parsed.subject,
-        "date": parsed.date,
-        "text_body": parsed.text_body,
-        "html_body": parsed.html_body,
-        "problems": parsed.problems,
-        "status": MessageStatus.NEW,
-        "probe_id": probe_id,
-        "attachment_count": len(parsed.attachments),
-        "attachment_bytes": sum(a.size for a in parsed.attachments),
-    }
-    return {key: _clean(value) for key, value in values.items()}
-
-
-def _attachment_values(message_id: int, attachment: ParsedAttachment) -> dict[str, object]:
-    values = {
-        "message_id": message_id,
-        "position": attachment.position,
-        "filename": attachment.filename,
-        "content_type": attachment.content_type,
-        "size": attachment.size,
-        "sha256": attachment.sha256,
-        "content_id": attachment.content_id,
-        "disposition": attachment.disposition,
-        "parent_position": attachment.parent,
-    }
-    return {key: _clean(value) for key, value in values.items()}

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from email.message import Message as EmailMessage
+
+from . import charsets
+from .headers import decode_header_value, raw_headers
+from .parsed import ParsedMessage
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 _MAX_DOWNLOAD_CHARS = 120
@@ -38,3 +43,34 @@ def download_name(name: str, fallback: str) -> str:
         stem, ext = name, ""
     stem = stem[: _MAX_DOWNLOAD_CHARS - len(ext) - 1].rstrip(" .") or "_"
     return f"{stem}.{ext}" if ext else stem
+
+
+# -- attachment names -------------------------------------------------------------------
+
+_RAW_PARAM = re.compile(r'(?i)(?:^|;)\s*{name}\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def attachment_filename(part: EmailMessage, out: ParsedMessage) -> str:
+    """The name from Content-Disposition ``filename`` or Content-Type
+    ``name``: RFC 2231 (with continuations, in any charset), MIME encoded
+    words inside the quotes (non-standard, common from Japanese clients),
+    raw 8-bit Shift_JIS/UTF-8 or raw ISO-2022-JP."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        found = raw_headers(part, header)
+        if not found:
+            continue
+        raw_header = found[0]
+        if any("\udc80" <= ch <= "\udcff" for ch in raw_header) or "\x1b" in raw_header:
+            # get_param() would turn raw bytes into U+FFFD: read them ourselves.
+            match = re.compile(_RAW_PARAM.pattern.format(name=param)).search(raw_header)
+            if match:
+                return display_name(decode_header_value(match.group(1).strip().strip('"'), out.problems))
+        value = part.get_param(param, header=header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+            charset, _language, text = value
+            data = text.encode("latin-1", "replace")
+            return display_name(charsets.decode(data, charset or None, out.problems))
+        return display_name(decode_header_value(str(value), out.problems))
+    return ""

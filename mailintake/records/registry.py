@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .. import jpdates
-from ..errors import BadRequest, ConfigError, Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound
 from ..models import (
     Attachment,
-    Classification,
     Message,
     MessageStatus,
     ReceiptCounter,
@@ -35,103 +32,11 @@ from ..models import (
 from ..people.accounts import UserInfo
 from ..people.sections import ensure_section
 from ..people.visibility import visible_message
-from . import audit, events
+from . import audit, classifications, events
 from .messages import contains_text
-from .spreadsheet import csv_bytes
+from .registrations import Amendment, RegistrationInfo, RegistrationRequest, TakenMail, format_receipt_number
 
 Clock = Callable[[], dt.datetime]
-
-
-@dataclass(frozen=True)
-class RegistrationRequest:
-    message_id: int
-    subject: str
-    sender: str
-    received_on: dt.date
-    retention: str
-    classification_id: int | None = None
-    remarks: str = ""
-    attachment_ids: Sequence[int] = field(default_factory=tuple)
-    sender_reference: str = ""
-    reply_due: dt.date | None = None
-
-
-@dataclass(frozen=True)
-class TakenMail:
-    """A mail skipped at registration: registered or dismissed meanwhile."""
-
-    message_id: int
-    subject: str
-    status: str
-
-
-@dataclass(frozen=True)
-class Amendment:
-    """訂正 of a registration's descriptive fields; the number, the mail and
-    the documents chosen stay."""
-
-    subject: str
-    sender: str
-    retention: str
-    classification_id: int | None = None
-    remarks: str = ""
-    sender_reference: str = ""
-    reply_due: dt.date | None = None
-
-
-@dataclass(frozen=True)
-class RegistrationInfo:
-    id: int
-    message_id: int
-    receipt_number: str
-    number: int
-    fiscal_year: int
-    symbol: str
-    section: str
-    received_on: dt.date
-    subject: str
-    sender: str
-    classification: str
-    retention: str
-    remarks: str
-    status: str
-    registered_by: str
-    registered_at: dt.datetime
-    cancelled_at: dt.datetime | None
-    cancel_reason: str
-    section_id: int = 0
-    classification_id: int | None = None
-    sender_reference: str = ""
-    reply_due: dt.date | None = None
-    # The document system's acknowledgement of the newest event, if given.
-    handed_off_at: dt.datetime | None = None
-    handoff_pending: bool = False
-
-    def reply_state(self, today: dt.date) -> str | None:
-        """ "overdue" past the 回答期限, "due" until then, None without one."""
-        if self.reply_due is None or self.status == RegistrationStatus.CANCELLED:
-            return None
-        return "overdue" if self.reply_due < today else "due"
-
-    @property
-    def received_on_wareki(self) -> str:
-        return jpdates.wareki(self.received_on)
-
-    @property
-    def status_label(self) -> str:
-        return "取消" if self.status == RegistrationStatus.CANCELLED else "有効"
-
-
-def format_receipt_number(template: str, symbol: str, fiscal_year: int, number: int) -> str:
-    try:
-        return template.format(
-            symbol=symbol,
-            number=number,
-            fiscal_year=fiscal_year,
-            era_year=jpdates.era_year(fiscal_year, dt.date(fiscal_year, 4, 1)),
-        )
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc}") from exc
 
 
 class Registry:
@@ -193,46 +98,58 @@ class Registry:
                         raise Conflict(f"「{message.subject}」は既に収受登録されたか対象外になっています")
                     taken.append(TakenMail(message.id, message.subject, message.status))
                     continue
-                section = ensure_section(session, message.address.section)
-                fiscal_year = jpdates.fiscal_year(request.received_on)
-                number = _next_number(session, section.symbol, fiscal_year)
-                registration = Registration(
-                    message_id=message.id,
-                    section_id=section.id,
-                    symbol=section.symbol,
-                    fiscal_year=fiscal_year,
-                    number=number,
-                    receipt_number=format_receipt_number(self.number_format, section.symbol, fiscal_year, number),
-                    received_on=request.received_on,
-                    subject=request.subject.strip(),
-                    sender=request.sender.strip(),
-                    classification_id=request.classification_id,
-                    classification_path=_classification_path(session, request.classification_id),
-                    retention=request.retention,
-                    remarks=request.remarks.strip(),
-                    sender_reference=request.sender_reference.strip(),
-                    reply_due=request.reply_due,
-                    attachment_ids=_document_attachments(session, message.id, request.attachment_ids),
-                    registered_by=user.id,
-                    registered_at=now,
-                )
-                session.add(registration)
-                session.flush()
-                audit.record(
-                    session,
-                    user,
-                    "register",
-                    message_id=message.id,
-                    section_id=section.id,
-                    detail=registration.receipt_number,
-                    client_address=client_address,
-                    at=now,
-                )
-                created.append(registration)
+                created.append(self._numbered(session, user, message, request, now, client_address))
             if created:
                 events.record(session, [(registration, "registered") for registration in created], now)
             ids = [registration.id for registration in created]
         return [self.get(user, registration_id) for registration_id in ids], taken
+
+    def _numbered(
+        self,
+        session: Session,
+        user: UserInfo,
+        message: Message,
+        request: RegistrationRequest,
+        now: dt.datetime,
+        client_address: str,
+    ) -> Registration:
+        """The registration of a claimed mail, with the section's next number."""
+        section = ensure_section(session, message.address.section)
+        fiscal_year = jpdates.fiscal_year(request.received_on)
+        number = _next_number(session, section.symbol, fiscal_year)
+        registration = Registration(
+            message_id=message.id,
+            section_id=section.id,
+            symbol=section.symbol,
+            fiscal_year=fiscal_year,
+            number=number,
+            receipt_number=format_receipt_number(self.number_format, section.symbol, fiscal_year, number),
+            received_on=request.received_on,
+            subject=request.subject.strip(),
+            sender=request.sender.strip(),
+            classification_id=request.classification_id,
+            classification_path=classifications.path_of(session, request.classification_id),
+            retention=request.retention,
+            remarks=request.remarks.strip(),
+            sender_reference=request.sender_reference.strip(),
+            reply_due=request.reply_due,
+            attachment_ids=_document_attachments(session, message.id, request.attachment_ids),
+            registered_by=user.id,
+            registered_at=now,
+        )
+        session.add(registration)
+        session.flush()
+        audit.record(
+            session,
+            user,
+            "register",
+            message_id=message.id,
+            section_id=section.id,
+            detail=registration.receipt_number,
+            client_address=client_address,
+            at=now,
+        )
+        return registration
 
     def _validate(self, request: RegistrationRequest | Amendment, received_on: dt.date | None = None) -> None:
         if not request.subject.strip():
@@ -268,7 +185,7 @@ class Registry:
             registration.retention = amendment.retention
             if amendment.classification_id != registration.classification_id:
                 registration.classification_id = amendment.classification_id
-                registration.classification_path = _classification_path(session, amendment.classification_id)
+                registration.classification_path = classifications.path_of(session, amendment.classification_id)
             registration.remarks = amendment.remarks.strip()
             registration.sender_reference = amendment.sender_reference.strip()
             registration.reply_due = amendment.reply_due
@@ -411,6 +328,12 @@ class Registry:
             rows = events.awaiting_ack(session, self.clock() - older_than, [section_id])
             return [_info(session, r) for r in rows]
 
+    def classifications(self) -> list[tuple[int, str]]:
+        return classifications.paths(self.engine)
+
+    def add_classification(self, name: str, parent_id: int | None = None) -> int:
+        return classifications.add(self.engine, name, parent_id)
+
     def _visible_registration(self, session: Session, user: UserInfo, registration_id: int) -> Registration:
         registration = session.get(Registration, registration_id)
         if registration is None or (
@@ -418,33 +341,6 @@ class Registry:
         ):
             raise NotFound(f"no registration {registration_id}")
         return registration
-
-    # -- classifications ---------------------------------------------------------
-
-    def classifications(self) -> list[tuple[int, str]]:
-        """(id, 大分類 > 中分類 > 小分類) of every enabled classification, by path."""
-        with Session(self.engine) as session:
-            rows = session.scalars(select(Classification).where(Classification.enabled.is_(True))).all()
-            by_id = {row.id: row for row in rows}
-            paths = [(row.id, path) for row in rows if (path := _path(by_id, row)) is not None]
-            return sorted(paths, key=lambda p: p[1])
-
-    def add_classification(self, name: str, parent_id: int | None = None) -> int:
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise BadRequest("分類名を200文字以内で入力してください")
-        with Session(self.engine) as session, session.begin():
-            if parent_id is not None and session.get(Classification, parent_id) is None:
-                raise BadRequest("上位の分類がありません")
-            exists = session.scalar(
-                select(Classification.id).where(Classification.parent_id == parent_id, Classification.name == name)
-            )
-            if exists is not None:
-                raise BadRequest(f"分類「{name}」は既にあります")
-            row = Classification(name=name, parent_id=parent_id)
-            session.add(row)
-            session.flush()
-            return row.id
 
 
 def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
@@ -463,32 +359,6 @@ def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
     )
     assert number is not None
     return int(number)
-
-
-def _path(by_id: dict[int, Classification], row: Classification) -> str | None:
-    names = [row.name]
-    seen = {row.id}
-    parent = row.parent_id
-    while parent is not None:
-        node = by_id.get(parent)
-        if node is None or node.id in seen:
-            return None  # a disabled ancestor hides its branch
-        names.append(node.name)
-        seen.add(node.id)
-        parent = node.parent_id
-    return " > ".join(reversed(names))
-
-
-def _classification_path(session: Session, classification_id: int | None) -> str:
-    if classification_id is None:
-        return ""
-    rows = session.scalars(select(Classification)).all()
-    by_id = {row.id: row for row in rows if row.enabled}
-    row = by_id.get(classification_id)
-    path = _path(by_id, row) if row is not None else None
-    if path is None:
-        raise BadRequest("文書分類が正しくありません")
-    return path
 
 
 def _document_attachments(session: Session, message_id: int, wanted: Sequence[int]) -> list[int]:
@@ -530,58 +400,3 @@ def _info(session: Session, registration: Registration) -> RegistrationInfo:
         handed_off_at=registration.acked_at if registration.acked_seq else None,
         handoff_pending=events.pending(registration),
     )
-
-
-# -- 収受簿 CSV ------------------------------------------------------------------
-
-BOOK_COLUMNS = (
-    "収受番号",
-    "収受日",
-    "件名",
-    "発信者",
-    "文書分類",
-    "保存期間",
-    "担当課",
-    "備考",
-    "状態",
-    "取消理由",
-    "登録者",
-    "登録日時",
-    # Added later, so at the end: a sheet that reads the columns above by
-    # position keeps working.
-    "先方文書番号",
-    "回答期限",
-    "連携",
-)
-
-
-def book_csv(rows: Sequence[RegistrationInfo], encoding: str) -> bytes:
-    """The 収受簿 as CSV (see spreadsheet.csv_bytes for the encodings)."""
-    return csv_bytes(BOOK_COLUMNS, (_book_row(row) for row in rows), encoding)
-
-
-def _book_row(row: RegistrationInfo) -> list[Any]:
-    return [
-        row.receipt_number,
-        row.received_on_wareki,
-        row.subject,
-        row.sender,
-        row.classification,
-        row.retention,
-        row.section,
-        row.remarks,
-        row.status_label,
-        row.cancel_reason,
-        row.registered_by,
-        jpdates.to_jst(row.registered_at).strftime("%Y-%m-%d %H:%M"),
-        row.sender_reference,
-        jpdates.wareki(row.reply_due) if row.reply_due else "",
-        handoff_label(row),
-    ]
-
-
-def handoff_label(row: RegistrationInfo) -> str:
-    """連携済 (with the time) once the document system acknowledged the newest event."""
-    if row.handed_off_at is not None and not row.handoff_pending:
-        return "連携済 " + jpdates.to_jst(row.handed_off_at).strftime("%Y-%m-%d %H:%M")
-    return "連携待ち"

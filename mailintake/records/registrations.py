@@ -1,0 +1,105 @@
+"""The shapes of a 収受登録: what a clerk asks for (a registration, an
+amendment), what is skipped, what the registry answers, and the 収受番号's
+format."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .. import jpdates
+from ..errors import ConfigError
+from ..models import RegistrationStatus
+
+
+@dataclass(frozen=True)
+class RegistrationRequest:
+    message_id: int
+    subject: str
+    sender: str
+    received_on: dt.date
+    retention: str
+    classification_id: int | None = None
+    remarks: str = ""
+    attachment_ids: Sequence[int] = field(default_factory=tuple)
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class TakenMail:
+    """A mail skipped at registration: registered or dismissed meanwhile."""
+
+    message_id: int
+    subject: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """訂正 of a registration's descriptive fields; the number, the mail and
+    the documents chosen stay."""
+
+    subject: str
+    sender: str
+    retention: str
+    classification_id: int | None = None
+    remarks: str = ""
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class RegistrationInfo:
+    id: int
+    message_id: int
+    receipt_number: str
+    number: int
+    fiscal_year: int
+    symbol: str
+    section: str
+    received_on: dt.date
+    subject: str
+    sender: str
+    classification: str
+    retention: str
+    remarks: str
+    status: str
+    registered_by: str
+    registered_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    cancel_reason: str
+    section_id: int = 0
+    classification_id: int | None = None
+    sender_reference: str = ""
+    reply_due: dt.date | None = None
+    # The document system's acknowledgement of the newest event, if given.
+    handed_off_at: dt.datetime | None = None
+    handoff_pending: bool = False
+
+    def reply_state(self, today: dt.date) -> str | None:
+        """ "overdue" past the 回答期限, "due" until then, None without one."""
+        if self.reply_due is None or self.status == RegistrationStatus.CANCELLED:
+            return None
+        return "overdue" if self.reply_due < today else "due"
+
+    @property
+    def received_on_wareki(self) -> str:
+        return jpdates.wareki(self.received_on)
+
+    @property
+    def status_label(self) -> str:
+        return "取消" if self.status == RegistrationStatus.CANCELLED else "有効"
+
+
+def format_receipt_number(template: str, symbol: str, fiscal_year: int, number: int) -> str:
+    try:
+        return template.format(
+            symbol=symbol,
+            number=number,
+            fiscal_year=fiscal_year,
+            era_year=jpdates.era_year(fiscal_year, dt.date(fiscal_year, 4, 1)),
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc}") from exc
