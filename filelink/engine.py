@@ -22,135 +22,29 @@ happened, so nothing is delivered twice or lost.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import fnmatch
-import hashlib
-import json
 import logging
 import os
 import secrets
-import shutil
 import stat
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from .config import Config, Route
 from .convert import convert_file
-from .errors import ConversionError, NotAFile
+from .errors import ConversionError, DeliveryRefused, NotAFile
+from .files import copy_file, free_name, fsync_dir, is_temporary, name_problem, sha256_of
+from .jobs import prune_archive, run_job
 from .journal import Journal, Transfer
+from .status import route_status, write_status
+from .transfer_log import TransferLog
 
 log = logging.getLogger(__name__)
 
-TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
 REASON_SUFFIX = ".reason.txt"
-COMMAND_TIMEOUT = 600
-
-
-def is_temporary(name: str) -> bool:
-    """Names writers use while a file is incomplete (temp-name-then-rename)."""
-    lowered = name.lower()
-    return name.startswith((".", "~$")) or lowered.endswith(TEMP_SUFFIXES)
-
-
-def name_problem(name: str) -> str | None:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        return "ファイル名に制御文字が含まれています"
-    if len(name.encode("utf-8", "surrogateescape")) > 240:
-        return "ファイル名が長すぎます"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "ファイル名が UTF-8 ではありません（SMB の文字コード設定を確認してください）"
-    return None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _open_claimed(path: Path) -> int:
-    """Open a file the engine has claimed, never through a link and never
-    waiting (a FIFO would block the scan for good); the descriptor is of a
-    regular file with one name, or :class:`NotAFile` says what it is."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotAFile("シンボリックリンクは受け付けません") from exc
-        raise
-    st = os.fstat(fd)
-    problem = None
-    if not stat.S_ISREG(st.st_mode):
-        problem = "通常のファイルではないもの（FIFO・デバイスなど）は受け付けません"
-    elif st.st_nlink != 1:
-        # Another name would let someone change (or have chosen) the bytes
-        # after the claim, or point at a file the sender cannot read.
-        problem = "ほかの名前（ハードリンク）を持つファイルは受け付けません"
-    if problem is not None:
-        os.close(fd)
-        raise NotAFile(problem)
-    os.set_blocking(fd, True)
-    return fd
-
-
-def _sha256(path: Path) -> tuple[int, str]:
-    with os.fdopen(_open_claimed(path), "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256")
-        return os.fstat(fh.fileno()).st_size, digest.hexdigest()
-
-
-def _copy(source: Path, target: Path) -> None:
-    """Copy into a new file (never an existing one) and fsync it; constant memory."""
-    with os.fdopen(_open_claimed(source), "rb") as src:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            size = os.fstat(src.fileno()).st_size
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(fd, src.fileno(), offset, min(size - offset, 1 << 30))
-                if sent == 0:
-                    break
-                offset += sent
-            os.fchmod(fd, 0o640)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class DeliveryRefused(Exception):
-    """The destination cannot take the file now (e.g. its name is taken)."""
-
-
-class TransferLog:
-    """One JSON line per delivery, rotated by size."""
-
-    def __init__(self, config: Config) -> None:
-        self.logger = logging.getLogger(f"filelink.transfers.{id(self)}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.handler = RotatingFileHandler(
-            config.log_path, maxBytes=config.log_max_bytes, backupCount=config.log_backups, encoding="utf-8"
-        )
-        self.logger.addHandler(self.handler)
-
-    def write(self, **fields: Any) -> None:
-        fields.setdefault("time", dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
-        self.logger.info(json.dumps(fields, ensure_ascii=False))
-        self.handler.flush()
-
-    def close(self) -> None:
-        self.logger.removeHandler(self.handler)
-        self.handler.close()
 
 
 @dataclass
@@ -302,7 +196,7 @@ class Engine:
             if archived is not None:
                 # Archived just before a crash: delivered; a new file of the
                 # same name in the outbox is not this transfer's.
-                transfer.size, transfer.sha256 = _sha256(archived)
+                transfer.size, transfer.sha256 = sha256_of(archived)
                 self.journal.finish(transfer.id, transfer.size, transfer.sha256)
                 return False
             source = Path(transfer.source_path)
@@ -321,7 +215,7 @@ class Engine:
             # The work folder is the engine's own, so once it is checked
             # here, nobody can swap it again.
             try:
-                self._hashes[transfer.id] = _sha256(work)
+                self._hashes[transfer.id] = sha256_of(work)
             except NotAFile as exc:
                 self._to_error(transfer, route, str(exc))
                 return False
@@ -369,16 +263,16 @@ class Engine:
             final = inbox / final_name
             if final.exists() and os.path.samefile(temporary, final):
                 temporary.unlink()
-                _fsync_dir(inbox)
+                fsync_dir(inbox)
                 self._delivered(transfer, route, destination, final_name, started, "recovered")
                 return
         else:
             temporary.unlink(missing_ok=True)  # a partial copy from before a crash
             if route.on_conflict == "error" and (inbox / transfer.name).exists():
-                raise self._name_taken(destination, transfer.name)
-            _copy(payload, temporary)
+                raise DeliveryRefused.name_taken(destination, transfer.name)
+            copy_file(payload, temporary)
         while True:
-            name = self._final_name(inbox, transfer.name, route)
+            name = free_name(inbox, transfer.name, route.on_conflict)
             self.journal.linking(transfer.id, destination, name)
             try:
                 os.link(temporary, inbox / name)
@@ -389,27 +283,10 @@ class Engine:
                     # 'linking' entry without it would count as delivered.
                     self.journal.reset_delivery(transfer.id, destination)
                     temporary.unlink()
-                    raise self._name_taken(destination, name) from None
+                    raise DeliveryRefused.name_taken(destination, name) from None
         temporary.unlink()
-        _fsync_dir(inbox)
+        fsync_dir(inbox)
         self._delivered(transfer, route, destination, name, started)
-
-    @staticmethod
-    def _name_taken(destination: str, name: str) -> DeliveryRefused:
-        return DeliveryRefused(f"{destination} の受信フォルダに同名の {name} があり、上書きしない設定です")
-
-    def _final_name(self, inbox: Path, name: str, route: Route) -> str:
-        if route.on_conflict == "error" or not (inbox / name).exists():
-            return name
-        stem, dot, ext = name.rpartition(".")
-        if not dot or not stem:
-            stem, ext = name, ""
-        generation = 1
-        while True:
-            candidate = f"{stem}.{generation}.{ext}" if ext else f"{stem}.{generation}"
-            if not (inbox / candidate).exists():
-                return candidate
-            generation += 1
 
     def _delivered(
         self,
@@ -503,79 +380,19 @@ class Engine:
         )
 
     def _run_command(self, which: str, route: Route, transfer: Transfer, payload: Path) -> bool:
-        """HULFT-style job before or after delivery; the exit code is logged."""
-        command = route.pre if which == "pre" else route.post
-        values = {"file": str(payload), "name": transfer.name, "route": route.id, "transfer": transfer.id}
-        args = [part.format(**values) for part in command]
-        env = dict(os.environ, **{f"FILELINK_{k.upper()}": v for k, v in values.items()})
-        try:
-            result = subprocess.run(args, env=env, capture_output=True, timeout=COMMAND_TIMEOUT)
-            code = result.returncode
-            detail = result.stderr.decode("utf-8", "replace")[-500:]
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            code, detail = -1, str(exc)
-        self.transfer_log.write(
-            result=f"{which}-command",
-            route=route.id,
-            transfer=transfer.id,
-            file=transfer.name,
-            command=args,
-            exit_code=code,
-            detail=detail,
-        )
-        return code == 0
+        return run_job(which, route, transfer, payload, self.transfer_log)
 
     def _prune_archive(self) -> None:
         if time.monotonic() - self._last_prune < 3600:
             return
         self._last_prune = time.monotonic()
-        today = dt.datetime.now(dt.UTC).date()
-        for route in self.config.routes:
-            folder = self.config.archive_dir / route.id
-            if not folder.is_dir():
-                continue
-            for day in folder.iterdir():
-                try:
-                    age = (today - dt.date.fromisoformat(day.name)).days
-                except ValueError:
-                    continue
-                if age > route.archive_days:
-                    shutil.rmtree(day)
+        prune_archive(self.config)
 
     # -- status --------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
-        summary = self.journal.route_summary()
-        out = []
-        for route in self.config.routes:
-            outbox = self.config.outbox(route)
-            try:
-                waiting = sum(1 for e in os.scandir(outbox) if not is_temporary(e.name))
-            except OSError:
-                waiting = 0
-            info = summary.get(route.id, {})
-            out.append(
-                {
-                    "route": route.id,
-                    "source": route.source,
-                    "kind": route.kind,
-                    "destinations": list(route.destinations),
-                    "enabled": route.enabled,
-                    "waiting": waiting,
-                    "in_flight": info.get("in_flight", 0),
-                    "retrying": info.get("retrying", 0),
-                    "errors": info.get("errors", 0),
-                    "last_delivery": info.get("last_delivery"),
-                    "last_error": info.get("last_error", ""),
-                }
-            )
-        return out
+        return route_status(self.config, self.journal)
 
     def write_status(self) -> None:
         """status.json for other programs (the mailintake status page)."""
-        document = {"updated_at": dt.datetime.now(dt.UTC).isoformat(), "routes": self.status()}
-        path = self.config.status_path
-        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_status(self.config, self.status())

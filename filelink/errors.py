@@ -22,3 +22,11 @@ class ConversionError(FilelinkError):
 class NotAFile(FilelinkError):
     """A claimed outbox entry is not a regular file with one name (a link,
     a FIFO, a device, a hard link): refused, never read."""
+
+
+class DeliveryRefused(Exception):
+    """The destination cannot take the file now (e.g. its name is taken)."""
+
+    @classmethod
+    def name_taken(cls, destination: str, name: str) -> DeliveryRefused:
+        return cls(f"{destination} の受信フォルダに同名の {name} があり、上書きしない設定です")

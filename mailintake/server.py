@@ -54,11 +54,7 @@ async def run_service(
     spool and the address snapshot. A database at another schema revision
     is refused (:class:`~.schema.SchemaMismatch`) before anything listens.
     """
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, _on_signal, sig, stop)
+    stop = stop or _stop_on_signals()
     services = build_services(settings, create_tables=False)
     try:
         _prepare_database(services)
@@ -126,6 +122,15 @@ async def _start_web(services: Services) -> tuple[uvicorn.Server, asyncio.Task[N
     if web_task.done():
         web_task.result()  # raises the bind error
     return server, web_task
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    return stop
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

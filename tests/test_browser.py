@@ -29,7 +29,7 @@ from mailintake.services import Services, build_services
 
 from .conftest import ServiceThread, apt_install, require, wait_for
 from .mails import make_message, send
-from .web import PASSWORD, add_user
+from .web import ADMIN_PAGES, PASSWORD, add_user
 
 CHROMIUM = "/usr/bin/chromium"
 NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
@@ -461,14 +461,7 @@ def test_every_page_passes_axe_core_without_a_serious_or_critical_violation(
         f"/messages/{message_id}/source",
         f"/register?id={message_id}",
         "/book",
-        "/admin/users",
-        "/admin/sections",
-        "/admin/classifications",
-        "/admin/audit",
-        "/admin/addresses",
-        "/admin/mta-config",
-        "/admin/filelink",
-        "/status",
+        *ADMIN_PAGES,
     ):
         page.goto(service.base_url + path)
         check(path)

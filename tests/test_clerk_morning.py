@@ -19,7 +19,7 @@ from mailintake.services import Services
 from .conftest import ServiceThread, free_port, wait_for
 from .factories import stored_message
 from .mails import make_message, send
-from .web import add_user
+from .web import ADMIN_PAGES, add_user
 
 SOUMU = "soumu@city.example.jp"
 
@@ -164,16 +164,7 @@ def test_no_page_shows_a_mime_type_an_exception_name_or_an_errno(
     pages["/messages"] = listed
     pages["/register"] = clerk.get("/register", params=[("id", i) for i in message_ids]).text
     pages["/book"] = clerk.get("/book").text
-    for path in (
-        "/admin/users",
-        "/admin/sections",
-        "/admin/classifications",
-        "/admin/audit",
-        "/admin/addresses",
-        "/admin/mta-config",
-        "/admin/filelink",
-        "/status",
-    ):
+    for path in ADMIN_PAGES:
         pages[path] = admin.get(path).text
     closed = free_port()  # nothing listens: the probe's connection is refused
     probe = admin.post("/admin/addresses/probe", {"address": SOUMU, "via": f"127.0.0.1:{closed}"})
@@ -324,3 +315,30 @@ def test_the_list_counts_each_status_and_offers_today_yesterday_and_this_week(
     assert listed.count(">今日のメール</a>") == 3 and "先月のメール" not in listed
     assert "対象外（0）" in listed  # the counts follow the other filters
     assert "日付の指定を外す" in listed
+
+
+def test_after_dismissing_or_registering_the_next_new_mail_is_one_key_away(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    now = dt.datetime.now(dt.UTC)
+    older = stored_message(services, SOUMU, subject="古いほう", received_at=now - dt.timedelta(minutes=5))
+    newer = stored_message(services, SOUMU, subject="新しいほう", received_at=now)
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    done = clerk.post(f"/messages/{newer}/dismiss", {"reason": "広告"})
+    page = clerk.get(done.headers["location"]).text
+    assert re.search(
+        rf'<a class="next" href="/messages/{older}\?[^"]*" accesskey="n" autofocus>次の未処理のメールへ：古いほう', page
+    )
+    registered = clerk.post(
+        "/register",
+        [
+            ("message_id", older),
+            (f"subject_{older}", "古いほう"),
+            (f"sender_{older}", "山田"),
+            (f"received_on_{older}", "2026-11-20"),
+            (f"retention_{older}", "5年"),
+        ],
+    )
+    assert "次の未処理のメール" not in clerk.get(registered.headers["location"]).text  # none left

@@ -52,3 +52,16 @@ class Browser:
 
 def add_user(services: Services, username: str, sections: list[str], role: str = "clerk") -> None:
     services.accounts.add_user(username, password=PASSWORD, role=role, sections=sections, display_name=username)
+
+
+# Every page of the administrators' side, for the checks that read them all.
+ADMIN_PAGES = (
+    "/admin/users",
+    "/admin/sections",
+    "/admin/classifications",
+    "/admin/audit",
+    "/admin/addresses",
+    "/admin/mta-config",
+    "/admin/filelink",
+    "/status",
+)

@@ -175,7 +175,8 @@ class RegistrationPages:
         rows = [self.services.registry.get(user, registration_id) for registration_id in ids]
         # Mails another clerk registered or dismissed meanwhile: named, not registered.
         taken = self.services.inbox.messages(user, _ids(request.query_params.getlist("taken")))
-        return self.render(request, "registered.html", registrations=rows, taken=taken)
+        next_new = self.services.inbox.next_new(user)
+        return self.render(request, "registered.html", registrations=rows, taken=taken, next_new=next_new)
 
     def cancel(self, request: Request) -> Response:
         registration = self.services.registry.cancel(

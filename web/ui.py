@@ -244,6 +244,7 @@ class WebUI:
             preview_types=html_view.PREVIEW_TYPES,
             route=self._delivery_route(message),
             back=_safe_list_url(request.query_params.get("back")),
+            next_new=self.services.inbox.next_new(user, message),
         )
 
     def _delivery_route(self, message: Any) -> list[delivery_route.Hop]:

@@ -251,14 +251,9 @@ def decode_iso2022jp(data: bytes) -> str:
             else:
                 raise Undecodable("escape sequence outside ISO-2022-JP")
             continue
-        if byte == 0x0E:
+        if byte in (0x0E, 0x0F):  # SO / SI
             flush()
-            shifted = True
-            i += 1
-            continue
-        if byte == 0x0F:
-            flush()
-            shifted = False
+            shifted = byte == 0x0E
             i += 1
             continue
         if byte >= 0x80:

@@ -170,6 +170,15 @@ class Inbox:
             stmt = _filtered(session, stmt, wanted)
             return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
+    def next_new(self, user: UserInfo, after: Message | None = None) -> InboxRow | None:
+        """The 未処理 mail that comes next in the list (newest first): the
+        next one older than ``after``, else the newest."""
+        cursor = encode_cursor(after.received_at, after.id) if after is not None else None
+        rows = self.page(user, InboxFilter(status=MessageStatus.NEW, cursor=cursor, limit=1)).rows
+        if not rows and after is not None:
+            rows = self.page(user, InboxFilter(status=MessageStatus.NEW, limit=1)).rows
+        return rows[0] if rows else None
+
     def _address_ids(self, session: Session, scope: Scope, wanted: InboxFilter) -> list[int]:
         address_ids: list[int] = list(session.scalars(visible_addresses(scope)))
         if wanted.address is not None:

@@ -8,9 +8,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
 from .. import jpdates
 from ..errors import ConfigError
-from ..models import RegistrationStatus
+from ..models import ReceiptCounter, RegistrationStatus
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,24 @@ def format_receipt_number(template: str, symbol: str, fiscal_year: int, number: 
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc}") from exc
+
+
+def next_number(session: Session, symbol: str, fiscal_year: int) -> int:
+    """The next 収受番号 of a 文書記号 and year, taken in the caller's
+    transaction: the counter row queues concurrent registrations and a
+    rollback returns the number."""
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert_fn(ReceiptCounter)
+        .values(symbol=symbol, fiscal_year=fiscal_year, last_number=0)
+        .on_conflict_do_nothing(index_elements=["symbol", "fiscal_year"])
+    )
+    number = session.scalar(
+        update(ReceiptCounter)
+        .where(ReceiptCounter.symbol == symbol, ReceiptCounter.fiscal_year == fiscal_year)
+        .values(last_number=ReceiptCounter.last_number + 1)
+        .returning(ReceiptCounter.last_number)
+    )
+    assert number is not None
+    return int(number)

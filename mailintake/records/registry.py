@@ -14,7 +14,6 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .. import jpdates
@@ -23,7 +22,6 @@ from ..models import (
     Attachment,
     Message,
     MessageStatus,
-    ReceiptCounter,
     Registration,
     RegistrationStatus,
     User,
@@ -34,7 +32,14 @@ from ..people.sections import ensure_section
 from ..people.visibility import visible_message
 from . import audit, classifications, events
 from .messages import contains_text
-from .registrations import Amendment, RegistrationInfo, RegistrationRequest, TakenMail, format_receipt_number
+from .registrations import (
+    Amendment,
+    RegistrationInfo,
+    RegistrationRequest,
+    TakenMail,
+    format_receipt_number,
+    next_number,
+)
 
 Clock = Callable[[], dt.datetime]
 
@@ -116,7 +121,7 @@ class Registry:
         """The registration of a claimed mail, with the section's next number."""
         section = ensure_section(session, message.address.section)
         fiscal_year = jpdates.fiscal_year(request.received_on)
-        number = _next_number(session, section.symbol, fiscal_year)
+        number = next_number(session, section.symbol, fiscal_year)
         registration = Registration(
             message_id=message.id,
             section_id=section.id,
@@ -341,24 +346,6 @@ class Registry:
         ):
             raise NotFound(f"no registration {registration_id}")
         return registration
-
-
-def _next_number(session: Session, symbol: str, fiscal_year: int) -> int:
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert_fn(ReceiptCounter)
-        .values(symbol=symbol, fiscal_year=fiscal_year, last_number=0)
-        .on_conflict_do_nothing(index_elements=["symbol", "fiscal_year"])
-    )
-    number = session.scalar(
-        update(ReceiptCounter)
-        .where(ReceiptCounter.symbol == symbol, ReceiptCounter.fiscal_year == fiscal_year)
-        .values(last_number=ReceiptCounter.last_number + 1)
-        .returning(ReceiptCounter.last_number)
-    )
-    assert number is not None
-    return int(number)
 
 
 def _document_attachments(session: Session, message_id: int, wanted: Sequence[int]) -> list[int]:
