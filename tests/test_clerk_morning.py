@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from mailintake.errors import Conflict
 from mailintake.people.accounts import UserInfo
+from mailintake.records.inbox import InboxFilter
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
@@ -58,7 +60,7 @@ def test_a_mail_registered_meanwhile_is_skipped_by_its_subject_and_the_rest_are_
 def test_the_strict_form_still_registers_all_or_none(services: Services, clerks: dict[str, UserInfo]) -> None:
     ids = [stored_message(services, SOUMU, subject=f"照会{i}") for i in range(2)]
     services.registry.register(clerks["suzuki"], [request_for(ids[1])])
-    with pytest.raises(Exception, match="照会1"):
+    with pytest.raises(Conflict, match="照会1"):
         services.registry.register(clerks["sato"], [request_for(i) for i in ids])
     assert services.registry.for_message(clerks["sato"], ids[0]) == []
 
@@ -342,3 +344,15 @@ def test_after_dismissing_or_registering_the_next_new_mail_is_one_key_away(
         ],
     )
     assert "次の未処理のメール" not in clerk.get(registered.headers["location"]).text  # none left
+
+
+def test_counts_stop_at_the_cap_and_say_so(services: Services, clerks: dict[str, UserInfo]) -> None:
+    for i in range(3):
+        stored_message(services, SOUMU, subject=f"防災訓練 {i}")
+    services.registry.dismiss(clerks["sato"], stored_message(services, SOUMU, subject="予算"), "広告")
+    plain = services.inbox.counts(clerks["sato"], InboxFilter(), cap=2)
+    assert plain.by_status == {"new": 3, "registered": 0, "dismissed": 1} and plain.at_least == {"new"}
+    searched = services.inbox.counts(clerks["sato"], InboxFilter(q="防災"), cap=2)
+    assert sum(searched.by_status.values()) == 3 and searched.at_least == set(searched.by_status)
+    exact = services.inbox.counts(clerks["sato"], InboxFilter(q="防災"), cap=10)
+    assert exact.by_status == {"new": 3, "registered": 0, "dismissed": 0} and not exact.at_least

@@ -44,11 +44,7 @@ def _path_id(request: Request, name: str) -> int:
     return value
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    return _int_param_of(request.query_params, name, default)
-
-
-def _int_param_of(params: Any, name: str, default: int) -> int:
+def _int_param(params: Any, name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -121,14 +117,16 @@ class Api:
         page = feed.read(
             self.engine,
             request.query_params.get("after"),
-            _int_param(request, "limit", 100),
+            _int_param(request.query_params, "limit", 100),
             token.section_ids,
         )
         return JSONResponse(page.as_json())
 
     def registrations_csv(self, request: Request) -> Response:
         token = self._token(request, "registrations:read")
-        year = _int_param(request, "fiscal_year", jpdates.fiscal_year(jpdates.jst_date(dt.datetime.now(dt.UTC))))
+        year = _int_param(
+            request.query_params, "fiscal_year", jpdates.fiscal_year(jpdates.jst_date(dt.datetime.now(dt.UTC)))
+        )
         if not 1989 <= year <= 9999:
             raise BadRequest("fiscal_year must be a year such as 2026")
         encoding = request.query_params.get("encoding") or "utf-8"
@@ -177,7 +175,7 @@ def _message_filter(params: Any) -> InboxFilter:
     status = params.get("status") or None
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-    limit = _int_param_of(params, "limit", 50)
+    limit = _int_param(params, "limit", 50)
     if not 1 <= limit <= MESSAGES_MAX:
         raise BadRequest(f"limit must be between 1 and {MESSAGES_MAX}")
     q = (params.get("q") or "").strip()

@@ -9,7 +9,6 @@ database work never blocks the event loop.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import secrets
@@ -36,7 +35,7 @@ from ..people.sessions import (
     PasswordChecks,
     tokens_match,
 )
-from ..records.inbox import COUNT_CAP, PAGE_SIZES, STATUS_LABELS, InboxFilter
+from ..records.inbox import COUNT_CAP, PAGE_SIZES, InboxFilter
 from ..services import Services
 from . import downloads
 from .downloads import safe_content_type
@@ -194,13 +193,10 @@ class WebUI:
         user = session_of(request).user
         wanted, errors = InboxFilter.from_params(request.query_params)
         result = self.services.inbox.page(user, wanted)
-        found = self.services.inbox.count(user, wanted) if wanted.q else None
+        counts = self.services.inbox.counts(user, wanted)
+        found = min(counts.of(wanted.status), COUNT_CAP) if wanted.q else None
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
         today = dt.datetime.now(jpdates.JST).date()
-        counts = {
-            status: self.services.inbox.count(user, dataclasses.replace(wanted, status=status, cursor=None))
-            for status in STATUS_LABELS
-        }
         return self.render(
             request,
             "messages.html",

@@ -51,7 +51,6 @@ class _Entry:
 @dataclass(frozen=True)
 class Package:
     filename: str
-    metadata: dict[str, Any]
     entries: tuple[_Entry, ...]
     date_time: tuple[int, int, int, int, int, int]
 
@@ -103,7 +102,6 @@ def build(
     entries.insert(0, _Entry("metadata.json", len(encoded), True, lambda: iter((encoded,))))
     return Package(
         filename=download_name(label, f"registration-{registration_id}") + ".zip",
-        metadata=metadata,
         entries=tuple(entries),
         date_time=(
             max(registered_at.year, 1980),

@@ -89,7 +89,7 @@ class IntakeCollector(Collector):
                     session.execute(select(Registration.status, func.count()).group_by(Registration.status)).all()
                 )
                 late = (
-                    len(events.awaiting_ack(session, utcnow() - dt.timedelta(hours=self.ack_warn_hours)))
+                    events.count_awaiting_ack(session, utcnow() - dt.timedelta(hours=self.ack_warn_hours))
                     if self.ack_warn_hours
                     else 0
                 )

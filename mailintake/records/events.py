@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from ..models import Registration, RegistrationEvent
@@ -55,20 +56,29 @@ def pending(registration: Registration) -> bool:
     return registration.last_event_seq is not None and (registration.acked_seq or 0) < registration.last_event_seq
 
 
-def awaiting_ack(
-    session: Session, older_than: dt.datetime, section_ids: Iterable[int] | None = None
-) -> list[Registration]:
-    """Registrations whose newest event, made before ``older_than``, the
-    document system has not acknowledged: oldest first."""
+def _awaiting(older_than: dt.datetime, section_ids: Iterable[int] | None) -> Any:
     stmt = (
         select(Registration)
         .join(RegistrationEvent, RegistrationEvent.seq == Registration.last_event_seq)
         .where(
             or_(Registration.acked_seq.is_(None), Registration.acked_seq < Registration.last_event_seq),
-            and_(RegistrationEvent.at < older_than),
+            RegistrationEvent.at < older_than,
         )
-        .order_by(RegistrationEvent.seq)
     )
     if section_ids is not None:
         stmt = stmt.where(Registration.section_id.in_(list(section_ids)))
-    return list(session.scalars(stmt))
+    return stmt
+
+
+def awaiting_ack(
+    session: Session, older_than: dt.datetime, section_ids: Iterable[int] | None = None
+) -> list[Registration]:
+    """Registrations whose newest event, made before ``older_than``, the
+    document system has not acknowledged: oldest first."""
+    return list(session.scalars(_awaiting(older_than, section_ids).order_by(RegistrationEvent.seq)))
+
+
+def count_awaiting_ack(session: Session, older_than: dt.datetime) -> int:
+    """How many :func:`awaiting_ack` would list (for /metrics), counted in the database."""
+    stmt = _awaiting(older_than, None).with_only_columns(func.count(Registration.id))
+    return int(session.scalar(stmt) or 0)

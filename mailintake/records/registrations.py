@@ -82,12 +82,6 @@ class RegistrationInfo:
     handed_off_at: dt.datetime | None = None
     handoff_pending: bool = False
 
-    def reply_state(self, today: dt.date) -> str | None:
-        """ "overdue" past the 回答期限, "due" until then, None without one."""
-        if self.reply_due is None or self.status == RegistrationStatus.CANCELLED:
-            return None
-        return "overdue" if self.reply_due < today else "due"
-
     @property
     def received_on_wareki(self) -> str:
         return jpdates.wareki(self.received_on)
