@@ -136,6 +136,48 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("session_hours", 10.0, "Hours a web sign-in lasts."),
     Setting(
+        "public_url",
+        "",
+        "The address clerks open (https://mailintake.city.example.jp); the IdP sends them back to it. "
+        "Empty: http://HTTP_HOST:HTTP_PORT. Needed for SAML and OpenID Connect.",
+    ),
+    Setting("portal_url", "", "Where sign-out leads (the groupware portal); empty: the sign-in page."),
+    Setting(
+        "password_signin", True, "Offer the user ID and password form (turn off once every clerk signs in by SSO)."
+    ),
+    Setting(
+        "signin_create_users",
+        False,
+        "Single sign-on of a user ID unknown here makes the account (clerk, sections of the latest 異動情報) "
+        "when the person is in the imported 異動情報; otherwise such a sign-in is refused.",
+    ),
+    Setting("saml_idp_metadata", "", "SAML: the IdP's metadata XML file; empty turns SAML sign-in off."),
+    Setting("saml_sp_entity_id", "", "SAML: this service's entity ID; empty: PUBLIC_URL/sso/saml/metadata."),
+    Setting(
+        "saml_user_attribute",
+        "",
+        "SAML: the attribute (Name or FriendlyName) carrying the user ID, as the groupware's login ID; empty: NameID.",
+    ),
+    Setting("saml_sp_cert", "", "SAML: PEM certificate of this service, to sign requests; empty signs none."),
+    Setting("saml_sp_key", "", "SAML: PEM private key for saml_sp_cert (readable by the service account only)."),
+    Setting("oidc_issuer", "", "OpenID Connect: the provider's issuer URL (discovery); empty turns OIDC sign-in off."),
+    Setting("oidc_client_id", "", "OpenID Connect: this service's client ID at the provider."),
+    Setting("oidc_client_secret_file", "", "OpenID Connect: file holding the client secret (first line)."),
+    Setting("oidc_user_claim", "preferred_username", "OpenID Connect: the ID-token claim carrying the user ID."),
+    Setting("oidc_scopes", ["openid", "profile"], "OpenID Connect: scopes asked for."),
+    Setting(
+        "groupware_handoff",
+        "off",
+        "The groupware portal's hand-off: off; signed (an HMAC-signed value, see deploy/sso.md); "
+        "insecure (the plain user ID, as the groupware's parameter or cookie authentication sends it — "
+        "anyone who can type a URL becomes any clerk; flagged on every admin page and in the audit log).",
+    ),
+    Setting("groupware_networks", [], "Client networks a groupware hand-off is accepted from (the office LAN)."),
+    Setting("groupware_secret_file", "", "File holding the hand-off's shared secret (first line, 32+ characters)."),
+    Setting("groupware_max_age", 120, "Seconds a signed hand-off stays valid (it is also used only once)."),
+    Setting("groupware_parameter", "mi_sso", "URL parameter of /sso/groupware that carries the hand-off."),
+    Setting("groupware_cookie", "", "Cookie that carries the hand-off instead of the parameter; empty: none."),
+    Setting(
         "handoff_push_dir",
         "",
         "Push mode: the linkage engine's outbox folder for the document system; every registration event is "
@@ -194,6 +236,26 @@ class Settings:
     filelink_status: Path | None
     handoff_push_dir: Path | None
     handoff_ack_warn_hours: float
+    public_url: str
+    portal_url: str
+    password_signin: bool
+    signin_create_users: bool
+    saml_idp_metadata: Path | None
+    saml_sp_entity_id: str
+    saml_user_attribute: str
+    saml_sp_cert: Path | None
+    saml_sp_key: Path | None
+    oidc_issuer: str
+    oidc_client_id: str
+    oidc_client_secret_file: Path | None
+    oidc_user_claim: str
+    oidc_scopes: tuple[str, ...]
+    groupware_handoff: str
+    groupware_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    groupware_secret_file: Path | None
+    groupware_max_age: int
+    groupware_parameter: str
+    groupware_cookie: str
 
     @property
     def blob_dir(self) -> Path:
@@ -300,7 +362,49 @@ def _build(raw: dict[str, Any]) -> Settings:
         filelink_status=Path(raw["filelink_status"]).expanduser() if raw["filelink_status"] else None,
         handoff_push_dir=_path(raw["handoff_push_dir"]),
         handoff_ack_warn_hours=_float(raw, "handoff_ack_warn_hours", minimum=0),
+        **_signin(raw),
     )
+
+
+GROUPWARE_MODES = ("off", "signed", "insecure")
+
+
+def _signin(raw: dict[str, Any]) -> dict[str, Any]:
+    public_url = str(raw["public_url"]).rstrip("/") or f"http://{raw['http_host']}:{raw['http_port']}"
+    if not public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"public_url must start with http:// or https://, got {public_url!r}")
+    mode = str(raw["groupware_handoff"]).strip().lower()
+    if mode not in GROUPWARE_MODES:
+        raise ConfigError(f"groupware_handoff must be one of {', '.join(GROUPWARE_MODES)}, got {mode!r}")
+    networks = _networks(raw["groupware_networks"], "groupware_networks")
+    if mode != "off" and not networks:
+        raise ConfigError("groupware_handoff needs groupware_networks (the networks of the clerks' PCs)")
+    if mode == "signed" and not raw["groupware_secret_file"]:
+        raise ConfigError("groupware_handoff = signed needs groupware_secret_file")
+    if raw["oidc_issuer"] and not raw["oidc_client_id"]:
+        raise ConfigError("oidc_issuer needs oidc_client_id")
+    return {
+        "public_url": public_url,
+        "portal_url": str(raw["portal_url"]),
+        "password_signin": _bool(raw, "password_signin"),
+        "signin_create_users": _bool(raw, "signin_create_users"),
+        "saml_idp_metadata": _path(raw["saml_idp_metadata"]),
+        "saml_sp_entity_id": str(raw["saml_sp_entity_id"]) or public_url + "/sso/saml/metadata",
+        "saml_user_attribute": str(raw["saml_user_attribute"]),
+        "saml_sp_cert": _path(raw["saml_sp_cert"]),
+        "saml_sp_key": _path(raw["saml_sp_key"]),
+        "oidc_issuer": str(raw["oidc_issuer"]),
+        "oidc_client_id": str(raw["oidc_client_id"]),
+        "oidc_client_secret_file": _path(raw["oidc_client_secret_file"]),
+        "oidc_user_claim": str(raw["oidc_user_claim"]),
+        "oidc_scopes": _choices(raw, "oidc_scopes"),
+        "groupware_handoff": mode,
+        "groupware_networks": networks,
+        "groupware_secret_file": _path(raw["groupware_secret_file"]),
+        "groupware_max_age": _int(raw, "groupware_max_age", minimum=5),
+        "groupware_parameter": str(raw["groupware_parameter"]),
+        "groupware_cookie": str(raw["groupware_cookie"]),
+    }
 
 
 def _host_port_text(value: Any) -> str:
@@ -377,3 +481,25 @@ def _networks(values: Any, name: str) -> tuple[ipaddress.IPv4Network | ipaddress
         except ValueError as exc:
             raise ConfigError(f"{name}: {value!r} is not an address or network") from exc
     return tuple(networks)
+
+
+def address_in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Whether a client address (IPv4-mapped IPv6 read as IPv4) lies in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def read_secret(path: Path, setting: str) -> str:
+    """The first line of a secret file named by ``setting``."""
+    try:
+        secret = path.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise ConfigError(f"{setting} {path}: cannot read a secret ({exc})") from exc
+    if not secret:
+        raise ConfigError(f"{setting} {path}: the first line is empty")
+    return secret

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Settings
-from .errors import ConfigError
+from .config import Settings, read_secret
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -21,15 +19,8 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     parsed = make_url(url)
     if settings.database_password_file is not None:
-        parsed = parsed.set(password=_read_password(settings.database_password_file))
+        parsed = parsed.set(password=read_secret(settings.database_password_file, "database_password_file"))
     return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
-
-
-def _read_password(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()[0]
-    except (OSError, IndexError) as exc:
-        raise ConfigError(f"database_password_file {path}: cannot read a password ({exc})") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

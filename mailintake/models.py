@@ -234,7 +234,7 @@ class User(Base):
 
 class WebSession(Base):
     """A signed-in browser. Only the token's SHA-256 is stored; ``method``
-    says how the user signed in (password, or the groupware later)."""
+    says how the user signed in (password, saml, oidc or groupware)."""
 
     __tablename__ = "web_sessions"
 
@@ -245,6 +245,34 @@ class WebSession(Base):
     client_address: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # What single sign-out needs from the sign-in: the OIDC ID token, or the
+    # SAML NameID and SessionIndex (JSON); empty for the other methods.
+    signout_hint: Mapped[str] = mapped_column(Text, default="")
+
+
+class SignInOnce(Base):
+    """Short-lived values of sign-ins that may be used once: an OIDC
+    request's state, a SAML request's ID, a used assertion ID or hand-off
+    nonce. In the database, so that every web process and node sees them."""
+
+    __tablename__ = "signin_once"
+
+    key_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    data: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class DirectoryPerson(Base):
+    """A person of the latest 異動情報 (職員番号, 氏名, 所属コード), kept so
+    that a single sign-on can create their account when they first come."""
+
+    __tablename__ = "directory_people"
+
+    staff_number: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    section_codes: Mapped[str] = mapped_column(String(500), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MessageRead(Base):

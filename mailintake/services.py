@@ -14,6 +14,7 @@ from .intake.addresses import AddressService
 from .intake.spool import Spool
 from .people.accounts import AccountService
 from .people.sessions import SessionManager
+from .people.sso import SingleSignOn, build_sso
 from .people.tokens import TokenService
 from .records.audit import AuditLog
 from .records.inbox import Inbox
@@ -37,6 +38,7 @@ class Services:
     inbox: Inbox
     registry: Registry
     audit: AuditLog
+    sso: SingleSignOn
 
     def close(self) -> None:
         self.engine.dispose()
@@ -71,4 +73,5 @@ def build_services(settings: Settings, create_tables: bool = True) -> Services:
             retention_periods=settings.retention_periods,
         ),
         audit=AuditLog(engine),
+        sso=build_sso(settings, engine),
     )

@@ -24,6 +24,7 @@ from mailintake.config import Settings
 from mailintake.db import make_engine
 from mailintake.intake.ingest import SCHEMA_CHECK_SECONDS
 from mailintake.models import Base, Message, ReceiptCounter
+from mailintake.people.signin import ExternalIdentity
 from mailintake.records import search
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import build_services
@@ -217,6 +218,12 @@ class TestUpgradeFromThePreviousRelease:
         services = build_services(settings)
         try:
             clerk = services.accounts.by_username("sato")
+            # 0005: an account of the previous release signs in by SSO, its
+            # external ID matched case-insensitively, and the session keeps
+            # what single sign-out needs.
+            assert services.sso.signins.user_for(ExternalIdentity("saml", "SATO")).id == clerk.id
+            cookie = services.sessions.start(clerk, method="saml", signout_hint='{"name_id": "SATO"}')
+            assert services.sessions.resolve(cookie).signout_hint == '{"name_id": "SATO"}'  # type: ignore[union-attr]
             new_id = before["messages"][4][0]
             done = services.registry.register(
                 clerk,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..config import address_in
 from ..db import database_reachable
 from ..errors import MailintakeError
 from ..models import MAX_ROW_ID
@@ -30,6 +30,7 @@ from .admin_ui import AdminUI
 from .api import Api
 from .pages import page
 from .registration_pages import RegistrationPages
+from .signin_pages import SignInPages
 from .ui import WebUI, error_page
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def create_app(services: Services) -> Starlette:
         *Api(services).routes(),
         *ui.routes(),
         *RegistrationPages(ui).routes(),
+        *SignInPages(ui).routes(),
         *AdminUI(ui).routes(),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
@@ -205,13 +207,7 @@ register_url_convertor("id", _RowId())
 
 
 def _client_in(request: Request, networks: tuple[Any, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(request.client.host if request.client else "")
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in networks)
+    return address_in(request.client.host if request.client else "", networks)
 
 
 class _HttpError(MailintakeError):

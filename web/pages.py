@@ -23,6 +23,12 @@ from ..services import Services
 Handler = Callable[[Request], Response]
 
 
+def safe_next(value: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/messages"
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 

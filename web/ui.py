@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import secrets
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,7 +40,7 @@ from ..services import Services
 from . import downloads
 from .downloads import safe_content_type
 from .labels import install_filters
-from .pages import Handler, client_address, field, form_text, page, path_int, session_of
+from .pages import Handler, client_address, field, form_text, page, path_int, safe_next, session_of
 
 NOTICES = {
     "dismissed": "対象外にしました。",
@@ -59,14 +59,19 @@ NOTICES = {
 
 def _safe_list_url(value: str | None) -> str:
     """The list the clerk came from (filters, search words, page), or the plain list."""
-    url = _safe_next(value)
+    url = safe_next(value)
     return url if url.startswith("/messages?") or url == "/messages" else "/messages"
 
 
-def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/messages"
+def login_links(services: Services, next_url: str) -> list[tuple[str, str]]:
+    """The single sign-on buttons of the login page, each returning to ``next_url``."""
+    target = quote(next_url, safe="/")
+    links = []
+    if services.sso.saml is not None:
+        links.append((f"/sso/saml/login?next={target}", "組織の認証基盤でログイン（SAML）"))
+    if services.sso.oidc is not None:
+        links.append((f"/sso/oidc/login?next={target}", "組織の認証基盤でログイン（OpenID Connect）"))
+    return links
 
 
 class WebUI:
@@ -76,6 +81,7 @@ class WebUI:
         self.throttle = LoginThrottle()
         self.password_checks = PasswordChecks()
         install_filters(templates)
+        templates.env.globals["insecure_handoff"] = services.sso.insecure
 
     def routes(self) -> list[Route]:
         s = self.services
@@ -89,7 +95,6 @@ class WebUI:
         return [
             Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
-            post("/logout", self.logout),
             get("/messages", self.message_list),
             get("/messages/{message_id:id}", self.message_detail),
             get("/messages/{message_id:id}/body.html", self.message_html, embeddable=True),  # the body's iframe
@@ -123,13 +128,16 @@ class WebUI:
 
     def login_form(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+        next_url = safe_next(request.query_params.get("next"))
         response = self.render(
             request,
             "login.html",
             status_code=status_code,
             login_token=token,
-            next=_safe_next(request.query_params.get("next")),
+            next=next_url,
             error=error,
+            sso_links=login_links(self.services, next_url),
+            password_signin=self.services.settings.password_signin,
         )
         response.set_cookie(
             LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https"
@@ -141,6 +149,8 @@ class WebUI:
         username = (form_text(form, "username") or "").strip()
         password = form_text(form, "password") or ""
         client = client_address(request)
+        if not self.services.settings.password_signin:
+            raise Forbidden("パスワードでのログインは使えません。組織の認証基盤からログインしてください。")
         if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form_text(form, CSRF_FIELD)):
             raise Forbidden("フォームの有効期限が切れました。ページを開き直してからログインしてください。")
         wait = self.throttle.admit(username, client)
@@ -164,14 +174,13 @@ class WebUI:
         self.throttle.succeeded(username, client)
         token = await run_in_threadpool(self.services.sessions.start, user, method="password", client_address=client)
         await run_in_threadpool(self.services.audit.record, user, "login", client_address=client)
-        response = RedirectResponse(_safe_next(form_text(form, "next")), status_code=303)
+        response = RedirectResponse(safe_next(form_text(form, "next")), status_code=303)
         self.set_session_cookie(request, response, token)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
 
     def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
-        """The one place a session cookie is issued (the groupware hand-off
-        will end here too)."""
+        """The one place a session cookie is issued (password and single sign-on)."""
         response.set_cookie(
             SESSION_COOKIE,
             token,
@@ -180,12 +189,6 @@ class WebUI:
             samesite="lax",
             secure=request.url.scheme == "https",
         )
-
-    def logout(self, request: Request) -> Response:
-        self.services.sessions.end(request.cookies.get(SESSION_COOKIE))
-        response = RedirectResponse("/login?notice=logged_out", status_code=303)
-        response.delete_cookie(SESSION_COOKIE)
-        return response
 
     # -- 受信一覧 ---------------------------------------------------------------------
 

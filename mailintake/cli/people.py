@@ -1,14 +1,16 @@
-"""mailintake token …, user … and directory …: who may use the service."""
+"""mailintake token …, user …, sso-link and directory …: who may use the service."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import click
 
-from ..config import Settings
+from ..config import Settings, read_secret
 from ..models import ROLES
+from ..people.groupware import sign_handoff
 from ..people.tokens import DEFAULT_SCOPES, SCOPES
 from . import _services, cli, common_options
 
@@ -144,6 +146,20 @@ def user_enable(settings: Settings, username: str) -> None:
     """Enable a disabled user."""
     _services(settings).accounts.update_user(username, enabled=True)
     click.echo(f"enabled {username}")
+
+
+@cli.command("sso-link")
+@click.argument("username")
+@click.option("--next", "next_url", default="/messages", show_default=True, help="Page to land on.")
+@common_options
+def sso_link(settings: Settings, username: str, next_url: str) -> None:
+    """Print a signed groupware hand-off link for USERNAME (valid
+    groupware_max_age seconds, once): what a portal gateway produces."""
+    if settings.groupware_handoff != "signed" or settings.groupware_secret_file is None:
+        raise click.ClickException("groupware_handoff が signed ではありません（deploy/sso.md を参照）")
+    secret = read_secret(settings.groupware_secret_file, "groupware_secret_file").encode()
+    query = urlencode({settings.groupware_parameter: sign_handoff(secret, username), "next": next_url})
+    click.echo(f"{settings.public_url}/sso/groupware?{query}")
 
 
 # -- directory ---------------------------------------------------------------------

@@ -87,7 +87,7 @@ def normalize_username(username: str) -> str:
     return value
 
 
-def _info(user: User) -> UserInfo:
+def user_info(user: User) -> UserInfo:
     return UserInfo(
         id=user.id,
         username=user.username,
@@ -148,7 +148,7 @@ class AccountService:
             user.sections = [ensure_section(session, s) for s in sections or [] if s.strip()]
             session.add(user)
             session.flush()
-            return _info(user)
+            return user_info(user)
 
     def update_user(
         self,
@@ -178,20 +178,20 @@ class AccountService:
                 # Whoever held the old password, or the account, is out at once.
                 session.execute(delete(WebSession).where(WebSession.user_id == user.id))
             session.flush()
-            return _info(user)
+            return user_info(user)
 
     def list_users(self) -> list[UserInfo]:
         with Session(self.engine) as session:
-            return [_info(u) for u in session.scalars(select(User).order_by(User.username)).unique()]
+            return [user_info(u) for u in session.scalars(select(User).order_by(User.username)).unique()]
 
     def get(self, user_id: int) -> UserInfo | None:
         with Session(self.engine) as session:
             user = session.get(User, user_id)
-            return _info(user) if user is not None else None
+            return user_info(user) if user is not None else None
 
     def by_username(self, username: str) -> UserInfo:
         with Session(self.engine) as session:
-            return _info(self._get(session, username))
+            return user_info(self._get(session, username))
 
     def _get(self, session: Session, username: str) -> User:
         user = session.scalar(select(User).where(User.username == normalize_username(username)))
@@ -218,4 +218,4 @@ class AccountService:
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
             user.last_login_at = utcnow()
-            return _info(user)
+            return user_info(user)

@@ -8,7 +8,8 @@ BOM) or CP932:
 
 A user is matched by user ID = 職員番号. The rows of one 異動情報 file for a
 person with the latest 発令日 that has come are that person's sections
-(several rows: 兼務; no 発令日: today).
+(several rows: 兼務; no 発令日: today). Every person of the file is kept
+(``directory_people``) for an account made at their first single sign-on.
 Rows dated in the future are left for a later run; a file is done (and
 removed from the inbox) once none of its rows is waiting.
 """
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from .. import jpdates
 from ..errors import BadRequest
-from ..models import Address, Section, User
+from ..models import Address, DirectoryPerson, Section, User, utcnow
 from .accounts import normalize_username
 from .sections import default_symbol
 
@@ -136,8 +137,10 @@ class DirectoryImport:
             elif effective == current[0]:
                 current[1].append(row["所属コード"])
         assignments = {number: codes for number, (_, codes) in latest.items()}
+        names = {row["職員番号"]: row.get("氏名", "").strip() for row in rows}
         with Session(self.engine) as session, session.begin():
             for number, codes in assignments.items():
+                _remember(session, number, names.get(number, ""), codes)
                 user = session.scalar(select(User).where(User.username == normalize_username(number)))
                 if user is None:
                     report.users_unknown.append(number)
@@ -152,6 +155,14 @@ class DirectoryImport:
                     user.sections = sections
                     report.users_moved += 1
         return waiting
+
+
+def _remember(session: Session, number: str, name: str, codes: list[str]) -> None:
+    """Keep the person for an account made at their first single sign-on."""
+    key = normalize_username(number)
+    person = session.get(DirectoryPerson, key) or DirectoryPerson(staff_number=key)
+    person.name, person.section_codes, person.updated_at = name[:200], ",".join(codes)[:500], utcnow()
+    session.add(person)
 
 
 def _date(value: str) -> dt.date | None:

@@ -2,9 +2,10 @@
 
 A session is a random token in an HttpOnly cookie; the database keeps its
 SHA-256, the user and the session's CSRF token. Whatever proves who the user
-is (the password form today, the groupware's hand-off later) ends in
-:meth:`SessionManager.start` with a ``method`` naming it; nothing else in
-the web UI depends on how the user signed in.
+is (the password form, SAML, OpenID Connect, the groupware's hand-off) ends
+in :meth:`SessionManager.start` with a ``method`` naming it; nothing else in
+the web UI depends on how the user signed in, but sign-out, which also ends
+the IdP's session where the protocol has one (``signout_hint``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ActiveSession:
     user: UserInfo
     csrf_token: str
     method: str
+    signout_hint: str = ""
 
 
 class SessionManager:
@@ -56,7 +58,7 @@ class SessionManager:
         self.accounts = accounts
         self.lifetime = lifetime
 
-    def start(self, user: UserInfo, *, method: str, client_address: str = "") -> str:
+    def start(self, user: UserInfo, *, method: str, client_address: str = "", signout_hint: str = "") -> str:
         """A new session for ``user``; returns the cookie value."""
         token = secrets.token_urlsafe(32)
         now = utcnow()
@@ -69,6 +71,7 @@ class SessionManager:
                     csrf_token=secrets.token_urlsafe(32),
                     method=method,
                     client_address=client_address[:64],
+                    signout_hint=signout_hint,
                     created_at=now,
                     expires_at=now + self.lifetime,
                 )
@@ -85,7 +88,7 @@ class SessionManager:
             user = self.accounts.get(row.user_id)
             if user is None or not user.enabled:
                 return None
-            return ActiveSession(user, row.csrf_token, row.method)
+            return ActiveSession(user, row.csrf_token, row.method, row.signout_hint)
 
     def end(self, token: str | None) -> None:
         if not token:

@@ -31,6 +31,7 @@ ACTION_LABELS = {
     "export_book": "収受簿出力",
     "login": "ログイン",
     "login_failed": "ログイン失敗",
+    "login_insecure": "ログイン（署名なしのグループウェア連携）",
     "purge": "保存期間による削除",
 }
 
