@@ -206,7 +206,8 @@ def start_saml_idp(tmp: Path, users: dict[str, dict[str, str]]) -> SamlIdP:
     log = folder / "data" / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            ["php", "-S", f"127.0.0.1:{port}", "-t", str(SIMPLESAMLPHP / "www")],
+            # No opcode cache: the tests rewrite the IdP's metadata between requests.
+            ["php", "-d", "opcache.enable=0", "-S", f"127.0.0.1:{port}", "-t", str(SIMPLESAMLPHP / "www")],
             env=dict(os.environ, SIMPLESAMLPHP_CONFIG_DIR=str(folder / "config")),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -102,8 +102,7 @@ class SamlSP:
         public = urlsplit(self.url(path))
         request = {
             "https": "on" if public.scheme == "https" else "off",
-            "http_host": public.hostname,
-            "server_port": public.port or (443 if public.scheme == "https" else 80),
+            "http_host": public.netloc,
             "script_name": public.path,
             "get_data": get or {},
             "post_data": post or {},
