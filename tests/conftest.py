@@ -408,3 +408,24 @@ def filelink_accounts(acl_tools: None) -> Iterator[None]:
     create_accounts()
     yield
     remove_accounts()
+
+
+# -- a real browser ----------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    require(apt_install("chromium", CHROMIUM), "Debian's chromium package is not installable here")
+    # Japanese glyphs for readable screenshots.
+    require(apt_install("fonts-noto-cjk", NOTO_CJK), "Debian's fonts-noto-cjk package is not installable here")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, chromium_sandbox=False)
+        yield browser
+        browser.close()

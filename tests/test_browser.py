@@ -27,12 +27,10 @@ from mailintake.config import Settings
 from mailintake.jpdates import JST
 from mailintake.services import Services, build_services
 
-from .conftest import ServiceThread, apt_install, require, wait_for
+from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
 from .web import ADMIN_PAGES, PASSWORD, add_user
 
-CHROMIUM = "/usr/bin/chromium"
-NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 ARTIFACTS = Path(os.environ.get("MAILINTAKE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 
@@ -69,21 +67,6 @@ def tracker() -> Iterator[Tracker]:
     server = Tracker()
     yield server
     server.close()
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    require(apt_install("chromium", CHROMIUM), "Debian's chromium package is not installable here")
-    # Japanese glyphs for readable screenshots.
-    require(apt_install("fonts-noto-cjk", NOTO_CJK), "Debian's fonts-noto-cjk package is not installable here")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, chromium_sandbox=False)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import html
 import re
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -16,8 +18,9 @@ import pytest
 from mailintake.config import Settings
 from mailintake.people.saml import SamlSP
 from mailintake.services import Services, build_services
-from tests.conftest import ServiceThread, free_port
+from tests.conftest import ServiceThread, free_port, wait_for
 from tests.idp import SamlIdP, start_saml_idp, stop
+from tests.mails import make_message, send
 from tests.web import add_user
 
 HTTP_PORT = free_port()
@@ -116,8 +119,9 @@ def test_a_clerk_signs_in_through_the_idp_and_out_again(site: Any) -> None:
         # Single logout: the IdP is told, then the portal.
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         out = browser.post(f"{BASE}/logout", data={"csrf_token": csrf})
-        assert out.status_code == 303 and "SingleLogoutService" in out.headers["location"]
-        back = browser.get(out.headers["location"])
+        onwards = html.unescape(re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', out.text).group(1))  # type: ignore[union-attr]
+        assert out.status_code == 200 and "SingleLogoutService" in onwards
+        back = browser.get(onwards)
         # SimpleSAMLphp answers with a redirect to our SLS carrying a LogoutResponse.
         while back.status_code in (302, 303) and not back.headers["location"].startswith("http://portal.invalid"):
             back = browser.get(str(back.url.join(back.headers["location"])))
@@ -183,3 +187,73 @@ def test_an_expired_assertion_is_refused(site: Any, idp: SamlIdP) -> None:
     finally:
         idp.trust_sp(ENTITY_ID, f"{BASE}/sso/saml/acs", f"{BASE}/sso/saml/sls")
     assert any("expired" in r.lower() or "notonorafter" in r.lower() for r in audit_reasons(services))
+
+
+# -- from the groupware portal, in a real browser ------------------------------------
+
+
+class Portal:
+    """A page on loopback standing in for the groupware portal, with the
+    menu link an administrator adds for mailintake (deploy/sso.md)."""
+
+    def __init__(self) -> None:
+        page = (
+            '<!DOCTYPE html><html lang="ja"><meta charset="utf-8"><title>ポータル</title>'
+            f'<h1>ポータル</h1><nav><a href="{BASE}/sso/saml/login?next=/messages">メール収受</a></nav></html>'
+        ).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_from_the_portal_menu_through_the_idp_into_the_list_and_back(
+    make_settings: Any, idp: SamlIdP, chromium: Any
+) -> None:
+    portal = Portal()
+    settings: Settings = make_settings(
+        http_port=HTTP_PORT,
+        saml_idp_metadata=str(idp.metadata_file),
+        saml_user_attribute="uid",
+        portal_url=portal.url,
+        password_signin=False,
+    )
+    services = build_services(settings)
+    services.addresses.add("soumu@city.example.jp", "総務課")
+    services.accounts.add_user("tanaka", password=None, sections=["総務課"], display_name="田中")
+    service = ServiceThread(settings).start()
+    try:
+        send(settings.smtp_port, make_message(subject="ポータルから開く会議資料"))
+        wait_for(lambda: services.messages.count() >= 1, timeout=30)
+        page = chromium.new_page(locale="ja-JP")
+        page.goto(portal.url)
+        page.get_by_role("link", name="メール収受").click()
+        page.fill("input[name=username]", "tanaka")
+        page.fill("input[name=password]", USERS["tanaka"]["password"])
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{BASE}/messages")
+        assert page.get_by_role("heading", name="受信一覧").is_visible()
+        assert page.get_by_text("ポータルから開く会議資料").is_visible()
+        page.get_by_role("button", name="ログアウト").click()
+        page.wait_for_url(portal.url)
+        page.goto(f"{BASE}/messages")
+        assert "/login" in page.url and page.get_by_role("link", name="組織の認証基盤でログイン（SAML）").is_visible()
+        assert page.locator("input[name=password]").count() == 0  # password sign-in is off
+    finally:
+        service.stop()
+        services.close()
+        portal.close()

@@ -174,7 +174,13 @@ class SignInPages:
     def logout(self, request: Request) -> Response:
         session = session_of(request)
         self.services.sessions.end(request.cookies.get(SESSION_COOKIE))
-        response = RedirectResponse(self.signout_url(session), status_code=303)
+        url = self.signout_url(session)
+        if url.startswith("/"):
+            response: Response = RedirectResponse(url, status_code=303)
+        else:
+            # Onwards to the IdP from a page of ours: browsers hold the
+            # redirects that follow a form to the form-action policy.
+            response = self.ui.render(request, "signing_out.html", next_url=url, user=None, csrf_token="")
         response.delete_cookie(SESSION_COOKIE)
         return response
 
