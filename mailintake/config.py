@@ -169,7 +169,7 @@ SETTINGS: tuple[Setting, ...] = (
         "groupware_handoff",
         "off",
         "The groupware portal's hand-off: off; signed (an HMAC-signed value, see deploy/sso.md); "
-        "insecure (the plain user ID, as the groupware's parameter or cookie authentication sends it — "
+        "api (the clerk's groupware access key, checked with the groupware's common API); insecure (the plain user ID, as the groupware's parameter or cookie authentication sends it — "
         "anyone who can type a URL becomes any clerk; flagged on every admin page and in the audit log).",
     ),
     Setting("groupware_networks", [], "Client networks a groupware hand-off is accepted from (the office LAN)."),
@@ -177,6 +177,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("groupware_max_age", 120, "Seconds a signed hand-off stays valid (it is also used only once)."),
     Setting("groupware_parameter", "mi_sso", "URL parameter of /sso/groupware that carries the hand-off."),
     Setting("groupware_cookie", "", "Cookie that carries the hand-off instead of the parameter; empty: none."),
+    Setting(
+        "groupware_api_url",
+        "",
+        "groupware_handoff = api: the common API module to ask (https://neo.example/cgi-bin/dneo/zrconst.cgi).",
+    ),
+    Setting("groupware_api_action", "", "groupware_handoff = api: the API action that answers the key's own user."),
+    Setting(
+        "groupware_api_user_field",
+        "loginid",
+        "groupware_handoff = api: where the login ID is in the API's JSON answer (dotted, e.g. user.loginid).",
+    ),
     Setting(
         "handoff_push_dir",
         "",
@@ -256,6 +267,9 @@ class Settings:
     groupware_max_age: int
     groupware_parameter: str
     groupware_cookie: str
+    groupware_api_url: str
+    groupware_api_action: str
+    groupware_api_user_field: str
 
     @property
     def blob_dir(self) -> Path:
@@ -366,7 +380,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     )
 
 
-GROUPWARE_MODES = ("off", "signed", "insecure")
+GROUPWARE_MODES = ("off", "signed", "api", "insecure")
 
 
 def _signin(raw: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +395,8 @@ def _signin(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("groupware_handoff needs groupware_networks (the networks of the clerks' PCs)")
     if mode == "signed" and not raw["groupware_secret_file"]:
         raise ConfigError("groupware_handoff = signed needs groupware_secret_file")
+    if mode == "api" and not (raw["groupware_api_url"] and raw["groupware_api_action"]):
+        raise ConfigError("groupware_handoff = api needs groupware_api_url and groupware_api_action")
     if raw["oidc_issuer"] and not raw["oidc_client_id"]:
         raise ConfigError("oidc_issuer needs oidc_client_id")
     return {
@@ -404,6 +420,9 @@ def _signin(raw: dict[str, Any]) -> dict[str, Any]:
         "groupware_max_age": _int(raw, "groupware_max_age", minimum=5),
         "groupware_parameter": str(raw["groupware_parameter"]),
         "groupware_cookie": str(raw["groupware_cookie"]),
+        "groupware_api_url": str(raw["groupware_api_url"]),
+        "groupware_api_action": str(raw["groupware_api_action"]),
+        "groupware_api_user_field": str(raw["groupware_api_user_field"]),
     }
 
 

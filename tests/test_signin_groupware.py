@@ -1,13 +1,19 @@
 """The groupware's hand-off: a signed value from the office network signs
 the clerk in, once; replayed, expired, tampered, unsigned and out-of-network
-ones are refused with a page that says what to do, and audited. The
-unsigned compatibility mode is flagged to administrators and in the log."""
+ones are refused with a page that says what to do, and audited; an access
+key is checked with a fake groupware's common API. The unsigned
+compatibility mode is flagged to administrators and in the log."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -182,3 +188,108 @@ def test_the_hand_off_is_off_unless_configured(make_settings: Any, start_service
     service = start_service(make_settings())
     response = httpx.get(service.base_url + "/sso/groupware", params={"mi_sso": "tanaka"})
     assert response.status_code == 404
+
+
+# -- checked with the groupware's common API ---------------------------------------
+
+
+class FakeGroupware:
+    """Stands in for desknet's NEO: a common API module on loopback that
+    follows the documented shape (action parameter, access key in
+    X-Desknets-Auth or access_key, JSON status ok|ng with errorno and
+    errormessage), and a portal page that sets the groupware's cookie."""
+
+    ACTION = "get_login_user"
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        fake = self
+        self.keys = keys
+        self.requests: list[dict[str, str]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(parse_qsl(self.rfile.read(length).decode()))
+                key = self.headers.get("X-Desknets-Auth") or form.get("access_key", "")
+                fake.requests.append(dict(form, key=key))
+                if self.path != "/cgi-bin/dneo/zrconst.cgi" or form.get("action") != fake.ACTION:
+                    self.answer({"status": "ng", "errorno": 2, "errormessage": "不正なリクエストです"})
+                elif key not in fake.keys:
+                    self.answer({"status": "ng", "errorno": 10, "errormessage": "アクセスキーが正しくありません"})
+                else:
+                    self.answer({"status": "ok", "user": {"loginid": fake.keys[key], "name": "田中"}})
+
+            def do_GET(self) -> None:  # noqa: N802 - the portal: the groupware's cookie, as after its login
+                self.send_response(200)
+                self.send_header("Set-Cookie", f"neo_key={next(iter(fake.keys))}; Path=/; HttpOnly")
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write("<a href='#'>メール収受</a>".encode())
+
+            def answer(self, body: dict[str, object]) -> None:
+                data = json.dumps(body, ensure_ascii=False).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.api_url = f"{self.base}/cgi-bin/dneo/zrconst.cgi"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def groupware() -> Iterator[FakeGroupware]:
+    fake = FakeGroupware({"key-of-tanaka-0123456789": "Tanaka"})
+    yield fake
+    fake.close()
+
+
+def api_portal(portal: Any, groupware: FakeGroupware, **overrides: Any) -> tuple[Services, str]:
+    return portal(
+        groupware_handoff="api",
+        groupware_secret_file="",
+        groupware_api_url=groupware.api_url,
+        groupware_api_action=FakeGroupware.ACTION,
+        groupware_api_user_field="user.loginid",
+        **overrides,
+    )
+
+
+def test_an_access_key_the_groupware_vouches_for_signs_the_clerk_in(portal: Any, groupware: FakeGroupware) -> None:
+    services, base = api_portal(portal, groupware)
+    response = hand_off(base, "key-of-tanaka-0123456789")
+    assert response.status_code == 200 and "受信一覧" in response.text
+    assert groupware.requests[-1] == {"action": "get_login_user", "key": "key-of-tanaka-0123456789"}
+    assert ("login", "tanaka", "グループウェア連携: Tanaka") in audit_rows(services)
+
+
+def test_the_groupware_cookie_reaches_mailintake_on_the_same_host(portal: Any, groupware: FakeGroupware) -> None:
+    _, base = api_portal(portal, groupware, groupware_cookie="neo_key")
+    with httpx.Client() as browser:
+        browser.get(groupware.base + "/portal")  # signed in at the groupware
+        response = browser.get(base + "/sso/groupware", params={"next": "/messages"}, follow_redirects=True)
+    assert response.status_code == 200 and "受信一覧" in response.text
+
+
+def test_a_key_the_groupware_does_not_know_is_refused(portal: Any, groupware: FakeGroupware) -> None:
+    services, base = api_portal(portal, groupware)
+    response = hand_off(base, "key-someone-made-up")
+    assert response.status_code == 403 and "確認できません" in response.text
+    assert any("answered ng (10 アクセスキーが正しくありません)" in d for _, _, d in audit_rows(services))
+
+
+def test_an_unreachable_groupware_is_named_and_nobody_signs_in(portal: Any, groupware: FakeGroupware) -> None:
+    services, base = api_portal(portal, groupware)
+    groupware.close()
+    response = hand_off(base, "key-of-tanaka-0123456789")
+    assert response.status_code == 403 and "グループウェアに問い合わせできませんでした" in response.text
+    assert any("groupware API unreachable" in d for _, _, d in audit_rows(services))

@@ -8,9 +8,11 @@ link (the groupware's link settings or a small portal gateway),
 
     v1.<user id, base64url>.<issued at, Unix seconds>.<nonce>.<HMAC-SHA256, base64url>
 
-valid for ``max_age`` seconds and once. The plain, unsigned ID is taken
-only in the explicit ``insecure`` mode, which the admin pages flag and the
-audit log marks on every such sign-in.
+valid for ``max_age`` seconds and once; or (``api``) the clerk's own access
+key of the groupware, which mailintake hands to the groupware's common API
+(``X-Desknets-Auth``; JSON ``status: ok|ng``) to learn whose key it is. The
+plain, unsigned ID is taken only in the explicit ``insecure`` mode, which
+the admin pages flag and the audit log marks on every such sign-in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
+
+import requests
 
 from ..config import address_in
 from .once import OnceStore
@@ -52,12 +57,51 @@ def sign_handoff(secret: bytes, user_id: str, issued_at: int | None = None, nonc
 
 
 @dataclass(frozen=True)
+class GroupwareApi:
+    """The groupware's common API, asked who an access key belongs to."""
+
+    url: str
+    action: str
+    user_field: str  # dotted path in the answer, e.g. "loginid" or "user.loginid"
+    timeout: float = 10.0
+
+    def login_id(self, access_key: str) -> str:
+        try:
+            response = requests.post(
+                self.url, data={"action": self.action}, headers={"X-Desknets-Auth": access_key}, timeout=self.timeout
+            )
+            answer = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise SignInRefused(
+                "グループウェアに問い合わせできませんでした。しばらくしてからポータルのメニューから開き直してください。"
+                "続く場合はシステム管理者に連絡してください。",
+                f"groupware API unreachable: {exc}",
+            ) from exc
+        if not isinstance(answer, dict) or answer.get("status") != "ok":
+            detail = answer.get("errormessage", "") if isinstance(answer, dict) else ""
+            errorno = answer.get("errorno", "") if isinstance(answer, dict) else ""
+            raise _refused(f"groupware API answered ng ({errorno} {detail})".strip())
+        login = _field(answer, self.user_field)
+        if not login:
+            raise _refused(f"groupware API answer has no {self.user_field}")
+        return login
+
+
+def _field(answer: dict[str, Any], path: str) -> str:
+    value: Any = answer
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return str(value) if isinstance(value, (str, int)) else ""
+
+
+@dataclass(frozen=True)
 class GroupwareHandoff:
-    mode: str  # "signed" or "insecure"
+    mode: str  # "signed", "api" or "insecure"
     secret: bytes
     networks: tuple
     max_age: int
     once: OnceStore
+    api: GroupwareApi | None = None
 
     def identify(self, value: str | None, client: str) -> ExternalIdentity:
         if not address_in(client, self.networks):
@@ -73,6 +117,9 @@ class GroupwareHandoff:
             )
         if self.mode == "insecure":
             return ExternalIdentity("groupware_insecure", value.strip())
+        if self.mode == "api":
+            assert self.api is not None
+            return ExternalIdentity("groupware", self.api.login_id(value.strip()))
         return ExternalIdentity("groupware", self._verified_user(value.strip()))
 
     def _verified_user(self, value: str) -> str:

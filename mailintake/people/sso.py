@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from ..config import Settings, read_secret
 from ..errors import ConfigError
-from .groupware import GroupwareHandoff
+from .groupware import GroupwareApi, GroupwareHandoff
 from .once import OnceStore
 from .signin import SignIns
 
@@ -70,8 +70,13 @@ def build_sso(settings: Settings, engine: Engine) -> SingleSignOn:
             secret = read_secret(settings.groupware_secret_file, "groupware_secret_file").encode()
             if len(secret) < 32:
                 raise ConfigError("groupware_secret_file: the secret must be at least 32 characters")
+        api = None
+        if settings.groupware_handoff == "api":
+            api = GroupwareApi(
+                settings.groupware_api_url, settings.groupware_api_action, settings.groupware_api_user_field
+            )
         sso.groupware = GroupwareHandoff(
-            settings.groupware_handoff, secret, settings.groupware_networks, settings.groupware_max_age, once
+            settings.groupware_handoff, secret, settings.groupware_networks, settings.groupware_max_age, once, api
         )
     return sso
 
