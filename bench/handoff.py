@@ -40,6 +40,7 @@ SOUMU = "soumu@city.example.jp"
 
 
 def seed(services: Services, count: int, attachment_size: int) -> list[int]:
+    services.accounts.add_section("総務課")
     services.addresses.add(SOUMU, "総務課")
     clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
     attachment = os.urandom(attachment_size)

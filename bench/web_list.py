@@ -40,7 +40,7 @@ import sqlalchemy
 from sqlalchemy import insert
 
 from mailintake.config import load_settings
-from mailintake.models import Address, Message
+from mailintake.models import Address, Message, Section
 from mailintake.records import search
 from mailintake.services import build_services
 
@@ -69,10 +69,12 @@ def sentence(rng: random.Random, words: int) -> str:
 def fill(engine: sqlalchemy.Engine, count: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     with engine.begin() as conn:
+        conn.execute(insert(Section), [{"name": f"第{i:02d}課", "symbol": f"第{i:02d}"} for i in range(SECTIONS)])
+        section_ids = [row[0] for row in conn.execute(sqlalchemy.select(Section.id).order_by(Section.id))]
         conn.execute(
             insert(Address),
             [
-                {"address": f"section{i:02d}@city.example.jp", "section": f"第{i:02d}課", "label": ""}
+                {"address": f"section{i:02d}@city.example.jp", "section_id": section_ids[i], "label": ""}
                 for i in range(SECTIONS)
             ],
         )

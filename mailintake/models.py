@@ -89,7 +89,10 @@ class Address(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stored lower-cased: MTA lookup tables compare addresses case-insensitively.
     address: Mapped[str] = mapped_column(String(320), unique=True)
-    section: Mapped[str] = mapped_column(String(200))
+    # The section (担当課) whose clerks see its mail; none only for the
+    # placeholder of an address deleted while its mail was still arriving.
+    section_id: Mapped[int | None] = mapped_column(ForeignKey("sections.id"), index=True, nullable=True)
+    section: Mapped[Section | None] = relationship(lazy="joined")
     label: Mapped[str] = mapped_column(String(200), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -191,8 +194,9 @@ class ApiToken(Base):
 
 
 class Section(Base):
-    """A section (課). ``name`` is what addresses carry; ``symbol`` is the
-    文書記号 that prefixes its receipt numbers (総務 → 総務第12号)."""
+    """A section (課), made by an administrator or the 組織マスタ import;
+    addresses and users refer to it by id. ``symbol`` is the 文書記号 that
+    prefixes its receipt numbers (総務 → 総務第12号)."""
 
     __tablename__ = "sections"
 

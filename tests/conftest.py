@@ -27,6 +27,7 @@ from mailintake.config import Settings, load_settings
 from mailintake.people.tokens import SCOPES
 from mailintake.server import run_service
 from mailintake.services import Services, build_services
+from tests.factories import designate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("MAILINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -273,7 +274,7 @@ def start_service() -> Iterator[Callable[[Settings], ServiceThread]]:
 @pytest.fixture
 def designated(services: Services) -> str:
     """One designated address for 総務課."""
-    return services.addresses.add("soumu@city.example.jp", "総務課").address
+    return designate(services, "soumu@city.example.jp", "総務課").address
 
 
 @pytest.fixture

@@ -1,17 +1,43 @@
 """Stored messages made directly in the database, for tests about what
-happens after intake (registration, search) that need many or dated mails."""
+happens after intake (registration, search) that need many or dated mails;
+designated addresses and users with the sections they need (a test starts
+from an empty database, where an administrator would make the sections
+first)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailintake.intake.addresses import AddressInfo
 from mailintake.models import Address, Attachment, Message
+from mailintake.people.accounts import UserInfo
 from mailintake.services import Services
+
+
+def ensure_sections(services: Services, *names: str) -> None:
+    known = {s.name for s in services.accounts.sections()}
+    for name in names:
+        if name.strip() and name not in known:
+            services.accounts.add_section(name)
+            known.add(name)
+
+
+def designate(services: Services, address: str, section: str, label: str = "") -> AddressInfo:
+    """``address`` designated for ``section``, made first if new."""
+    ensure_sections(services, section)
+    return services.addresses.add(address, section, label)
+
+
+def make_user(services: Services, username: str, **options: Any) -> UserInfo:
+    """``accounts.add_user`` with the sections it names made first if new."""
+    ensure_sections(services, *options.get("sections") or [])
+    return services.accounts.add_user(username, **options)
 
 
 def stored_message(

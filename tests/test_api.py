@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from mailintake.services import Services
+from tests.factories import designate
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -87,7 +88,7 @@ class TestListing:
     def test_filters_by_address_status_and_text(
         self, service: ServiceThread, api: httpx.Client, services: Services
     ) -> None:
-        services.addresses.add("jinji@city.example.jp", "人事課")
+        designate(services, "jinji@city.example.jp", "人事課")
         send(service.smtp_port, make_message(subject="人事異動の内示"), rcpt="jinji@city.example.jp")
         send(service.smtp_port, make_message(subject="予算の照会"))
         wait_for(lambda: len(api.get("/api/v1/messages").json()["items"]) == 2, timeout=5)

@@ -14,6 +14,7 @@ import httpx
 from mailintake.records.inbox import InboxFilter
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import build_services
+from tests.factories import make_user
 
 from .conftest import wait_for
 from .mails import make_message, send
@@ -66,7 +67,7 @@ def test_backup_while_running_restores_the_same_mail(
             ),
         )
     wait_for(lambda: services.spool.backlog() == 0 and services.messages.count() == 5, timeout=10)
-    clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
+    clerk = make_user(services, "sato", password=None, sections=["総務課"])
     first_two = [row.id for row in services.inbox.page(clerk, InboxFilter(limit=2)).rows]
     services.registry.register(clerk, [_request(message_id) for message_id in sorted(first_two)])
     section_id = services.accounts.section_id("総務課")

@@ -26,6 +26,7 @@ import pytest
 from mailintake.config import Settings
 from mailintake.jpdates import JST
 from mailintake.services import Services, build_services
+from tests.factories import designate, make_user
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -74,7 +75,7 @@ def ui(make_settings: Callable[..., Settings], start_service: Any) -> Iterator[t
     """The whole service on SQLite with one section, one clerk and a section admin."""
     settings = make_settings()
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
+    designate(services, "soumu@city.example.jp", "総務課")
     add_user(services, "sato", ["総務課"])
     yield services, start_service(settings)
     services.close()
@@ -201,10 +202,16 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
     page.get_by_label("ユーザーID").fill("kanri")
     page.get_by_label("パスワード").fill(PASSWORD)
     page.get_by_role("button", name="ログイン").click()
+    # A new section first, on purpose; then the address is given to it from the list.
+    page.get_by_role("link", name="課・文書記号").click()
+    page.get_by_label("課の名前").fill("人事課")
+    page.get_by_role("button", name="追加").click()
+    assert page.get_by_role("status").inner_text().startswith("課を追加しました。")
+    assert page.get_by_label("人事課 の文書記号").input_value() == "人事"
     page.get_by_role("link", name="収受用アドレス").click()
 
     page.get_by_label("アドレス", exact=True).fill(address)
-    page.get_by_label("担当課", exact=True).fill("人事課")
+    page.get_by_label("担当課", exact=True).select_option(label="人事課")
     page.get_by_role("button", name="追加").click()
     assert page.get_by_role("status").inner_text().startswith("収受用アドレスを追加しました。")
     assert page.get_by_role("cell", name=address, exact=True).is_visible()
@@ -240,7 +247,7 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
 
     # Deleting asks first, naming the address; declining keeps it.
     spare = "spare@city.example.jp"
-    services.addresses.add(spare, "人事課")
+    designate(services, spare, "人事課")
     page.reload()
     asked: list[str] = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
@@ -290,7 +297,7 @@ def test_a_hostile_html_mail_makes_the_browser_request_nothing_of_this_applicati
     services, service = ui
     send(service.smtp_port, hostile_css_mail(1))
     wait_for(lambda: services.messages.count() == 1, 15)
-    admin = services.accounts.add_user("auditor", password=None, role="system_admin")
+    admin = make_user(services, "auditor", password=None, role="system_admin")
     page = chromium.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

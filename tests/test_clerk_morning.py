@@ -19,7 +19,7 @@ from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread, free_port, wait_for
-from .factories import stored_message
+from .factories import make_user, stored_message
 from .mails import make_message, send
 from .web import ADMIN_PAGES, add_user
 
@@ -35,8 +35,8 @@ def request_for(message_id: int) -> RegistrationRequest:
 @pytest.fixture
 def clerks(services: Services, designated: str) -> dict[str, UserInfo]:
     return {
-        "sato": services.accounts.add_user("sato", password=None, sections=["総務課"]),
-        "suzuki": services.accounts.add_user("suzuki", password=None, sections=["総務課"]),
+        "sato": make_user(services, "sato", password=None, sections=["総務課"]),
+        "suzuki": make_user(services, "suzuki", password=None, sections=["総務課"]),
     }
 
 

@@ -49,6 +49,7 @@ def _stored(settings: Settings) -> list[Message]:
 
 class TestAddressCommands:
     def test_add_list_disable_enable(self, settings: Settings) -> None:
+        assert "added 総務課 (文書記号 総務)" in run_cli(settings, "section", "add", "総務課").stdout
         assert (
             "added soumu@city.example.jp (総務課)"
             in run_cli(
@@ -71,6 +72,9 @@ class TestAddressCommands:
         assert "Traceback" not in result.stderr
         result = run_cli(settings, "address", "disable", "nobody@city.example.jp", check=False)
         assert result.returncode == 1 and "no such designated address" in result.stderr
+        unknown = run_cli(settings, "address", "add", "a@city.example.jp", "--section", "総務課", check=False)
+        assert unknown.returncode == 1 and "課「総務課」は登録されていません" in unknown.stderr  # never made on the fly
+        run_cli(settings, "section", "add", "総務課")
         run_cli(settings, "address", "add", "a@city.example.jp", "--section", "総務課")
         result = run_cli(settings, "address", "add", "A@city.example.jp", "--section", "総務課", check=False)
         assert "already designated" in result.stderr
@@ -157,6 +161,8 @@ class TestImport:
 
 class TestAddressAdministration:
     def test_edit_changes_section_and_label(self, settings: Settings) -> None:
+        run_cli(settings, "section", "add", "総務課")
+        run_cli(settings, "section", "add", "総務部総務課", "--symbol", "総総")
         run_cli(settings, "address", "add", "soumu@city.example.jp", "--section", "総務課")
         assert (
             "updated soumu@city.example.jp (総務部総務課)"
@@ -169,6 +175,7 @@ class TestAddressAdministration:
     def test_delete_only_while_no_mail_is_stored(
         self, settings: Settings, services, designated: str, start_service
     ) -> None:
+        run_cli(settings, "section", "add", "人事課")
         run_cli(settings, "address", "add", "unused@city.example.jp", "--section", "人事課")
         assert (
             "deleted unused@city.example.jp" in run_cli(settings, "address", "delete", "unused@city.example.jp").stdout
@@ -186,6 +193,8 @@ class TestAddressAdministration:
 
 class TestUserCommands:
     def test_add_list_disable_and_sign_in(self, settings: Settings) -> None:
+        for section in ("総務課", "財政課"):
+            run_cli(settings, "section", "add", section)
         added = run_cli(
             settings,
             "user",

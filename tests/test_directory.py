@@ -19,7 +19,7 @@ from mailintake.people.directory import DirectoryImport
 from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services, build_services
 
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 from .linkage import config_data, tree_config, write_config
 from .web import add_user
 
@@ -33,9 +33,9 @@ def _write(path: Path, text: str, encoding: str = "cp932") -> Path:
 
 @pytest.fixture
 def staff(services: Services) -> Services:
-    services.addresses.add("soumu@city.example.jp", "総務課")
-    services.addresses.add("zaisei@city.example.jp", "財政課")
-    services.accounts.add_user("1001", password=None, sections=["総務課"], display_name="山田 太郎")
+    designate(services, "soumu@city.example.jp", "総務課")
+    designate(services, "zaisei@city.example.jp", "財政課")
+    make_user(services, "1001", password=None, sections=["総務課"], display_name="山田 太郎")
     return services
 
 

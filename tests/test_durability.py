@@ -22,6 +22,7 @@ from mailintake.config import Settings
 from mailintake.intake.spool import Envelope, Spool
 from mailintake.models import Message
 from mailintake.services import build_services
+from tests.factories import designate
 
 from .conftest import require, wait_for
 from .mails import make_message, send
@@ -135,7 +136,7 @@ def service_on_tmpfs_spool(make_settings, database_url: str, tmp_path: Path, sta
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(spool_dir)], check=True)
     settings = make_settings(database_url=database_url, spool_dir=spool_dir)
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
+    designate(services, "soumu@city.example.jp", "総務課")
     services.close()
     start_service(settings)
     try:
@@ -184,7 +185,7 @@ class TestDatabaseOutage:
         via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
         settings = make_settings(database_url=via_proxy)
         services = build_services(settings)
-        services.addresses.add("soumu@city.example.jp", "総務課")
+        designate(services, "soumu@city.example.jp", "総務課")
         services.close()
         start_service(settings)
         try:
@@ -202,7 +203,7 @@ class TestDatabaseOutage:
     ) -> None:
         settings = make_settings(database_url=f"sqlite:///{tmp_path / 'locked.db'}")
         services = build_services(settings)
-        services.addresses.add("soumu@city.example.jp", "総務課")
+        designate(services, "soumu@city.example.jp", "総務課")
         start_service(settings)
         locker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), timeout=1)
         locker.execute("BEGIN EXCLUSIVE")
@@ -226,7 +227,7 @@ class TestDatabaseOutage:
             database_url=urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
         )
         services = build_services(settings)
-        services.addresses.add("soumu@city.example.jp", "総務課")
+        designate(services, "soumu@city.example.jp", "総務課")
         services.close()
         service = start_service(settings)
         try:

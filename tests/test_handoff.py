@@ -33,7 +33,7 @@ from mailintake.records.registry import Amendment, RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 ZAISEI = "zaisei@city.example.jp"
@@ -44,11 +44,11 @@ TODAY = dt.date(2026, 11, 20)
 def people(services: Services) -> dict[str, UserInfo]:
     for address, section in ((SOUMU, "総務課"), (ZAISEI, "財政課")):
         if address not in {a.address for a in services.addresses.list()}:  # the service fixture adds 総務課's
-            services.addresses.add(address, section)
+            designate(services, address, section)
     return {
-        "clerk": services.accounts.add_user("sato", password=None, sections=["総務課"]),
-        "chief": services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"]),
-        "other": services.accounts.add_user("tanaka", password=None, sections=["財政課"]),
+        "clerk": make_user(services, "sato", password=None, sections=["総務課"]),
+        "chief": make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"]),
+        "other": make_user(services, "tanaka", password=None, sections=["財政課"]),
     }
 
 

@@ -31,7 +31,7 @@ from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services, build_services
 
 from .conftest import ServiceProcess, wait_for
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 from .linkage import config_data, write_config
 
 SOUMU = "soumu@city.example.jp"
@@ -43,10 +43,10 @@ class Crash(Exception):
 
 @pytest.fixture
 def clerk(services: Services) -> dict[str, UserInfo]:
-    services.addresses.add(SOUMU, "総務課")
+    designate(services, SOUMU, "総務課")
     return {
-        "clerk": services.accounts.add_user("sato", password=None, sections=["総務課"]),
-        "chief": services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"]),
+        "clerk": make_user(services, "sato", password=None, sections=["総務課"]),
+        "chief": make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"]),
     }
 
 
@@ -217,9 +217,9 @@ def test_every_event_reaches_the_document_system_once_through_the_engine_across_
     services = build_services(settings)
     inbox = linkage_engine.inbox(route, "bunsho")
     try:
-        services.addresses.add(SOUMU, "総務課")
-        clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
-        chief = services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"])
+        designate(services, SOUMU, "総務課")
+        clerk = make_user(services, "sato", password=None, sections=["総務課"])
+        chief = make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"])
         registered: list[int] = []
         process = ServiceProcess(settings, tmp_path / "service.log").start()
         kills = 0

@@ -16,7 +16,7 @@ from mailintake.people.accounts import UserInfo
 from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services
 
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 SOUMU2 = "soumu-2@city.example.jp"
@@ -26,8 +26,8 @@ ZAISEI = "zaisei@city.example.jp"
 @pytest.fixture
 def clerk(services: Services) -> UserInfo:
     for address, section in ((SOUMU, "総務課"), (SOUMU2, "総務課"), (ZAISEI, "財政課")):
-        services.addresses.add(address, section)
-    return services.accounts.add_user("sato", password=None, sections=["総務課"])
+        designate(services, address, section)
+    return make_user(services, "sato", password=None, sections=["総務課"])
 
 
 def ids(services: Services, user: UserInfo, **wanted: object) -> list[int]:
@@ -60,7 +60,7 @@ def test_status_address_and_section_filters(services: Services, clerk: UserInfo)
     assert ids(services, clerk, status=None) == [other_address, dismissed, new]
     soumu_id = next(a.id for a in services.inbox.addresses(clerk) if a.address == SOUMU)
     assert ids(services, clerk, status=None, address_id=soumu_id) == [dismissed, new]
-    admin = services.accounts.add_user("kanri", password=None, role="system_admin")
+    admin = make_user(services, "kanri", password=None, role="system_admin")
     zaisei_id = next(a.id for a in services.inbox.addresses(admin) if a.address == ZAISEI)
     with pytest.raises(NotFound):
         ids(services, clerk, address_id=zaisei_id)
@@ -92,7 +92,7 @@ def test_pages_follow_each_other_without_repeats_or_gaps_in_both_orders(services
 
 def test_the_unread_mark_is_per_user_and_goes_when_the_mail_is_opened(services: Services, clerk: UserInfo) -> None:
     message = stored_message(services, SOUMU)
-    colleague = services.accounts.add_user("suzuki", password=None, sections=["総務課"])
+    colleague = make_user(services, "suzuki", password=None, sections=["総務課"])
     assert [row.unread for row in services.inbox.page(clerk, InboxFilter()).rows] == [True]
     services.inbox.message(clerk, message)
     assert [row.unread for row in services.inbox.page(clerk, InboxFilter()).rows] == [False]

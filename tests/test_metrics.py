@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mailintake.records.inbox import InboxFilter
 from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
+from tests.factories import make_user
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -59,11 +60,11 @@ def test_metrics_count_accepted_refused_ingested_and_backlog(service: ServiceThr
 def test_registrations_are_counted_by_state(services: Services, service: ServiceThread) -> None:
     send(service.smtp_port, make_message())
     wait_for(lambda: services.messages.count() == 1, 10)
-    clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
+    clerk = make_user(services, "sato", password=None, sections=["総務課"])
     message_id = services.inbox.page(clerk, InboxFilter()).rows[0].id
     request = RegistrationRequest(message_id, "件名", "差出人", dt.date(2026, 11, 20), "1年")
     registered = services.registry.register(clerk, [request])[0]
-    chief = services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"])
+    chief = make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"])
     services.registry.cancel(chief, registered.id, "誤登録")
     services.registry.register(clerk, [request])
     samples = _samples(service)

@@ -120,15 +120,28 @@ def filled_by_previous_release(previous_release: Path, settings: Settings) -> in
 
 def columns_of(engine: Engine) -> dict[str, list[str]]:
     """The model tables and columns a database has (an older one lacks
-    what later revisions add)."""
+    what later revisions add; what they replace is compared on its own)."""
     with engine.connect() as conn:
         found = inspect(conn)
         present = set(found.get_table_names())
         return {
-            table.name: [c["name"] for c in found.get_columns(table.name)]
+            table.name: [c["name"] for c in found.get_columns(table.name) if c["name"] in table.c]
             for table in Base.metadata.sorted_tables
             if table.name in present
         }
+
+
+def address_sections(engine: Engine) -> list[tuple[str, str]]:
+    """Each address with its section's name, before (a name column) or after
+    (an id) revision 0006."""
+    with engine.connect() as conn:
+        names = {c["name"] for c in inspect(conn).get_columns("addresses")}
+        query = (
+            "SELECT a.address, s.name FROM addresses a JOIN sections s ON s.id = a.section_id ORDER BY a.address"
+            if "section_id" in names
+            else "SELECT address, section FROM addresses ORDER BY address"
+        )
+        return [(row[0], row[1]) for row in conn.execute(text(query))]
 
 
 def snapshot(engine: Engine, queries: list[str], columns: dict[str, list[str]]) -> dict[str, Any]:
@@ -185,6 +198,8 @@ class TestUpgradeFromThePreviousRelease:
         words = search_words(engine)
         columns = columns_of(engine)
         before = snapshot(engine, words, columns)
+        sections_before = address_sections(engine)
+        assert ("zaisei@city.example.jp", "財政課") in sections_before
         assert any(before[f"search {w}"] for w in words)
         assert len(before["registrations"]) == 3
 
@@ -196,10 +211,12 @@ class TestUpgradeFromThePreviousRelease:
         assert upgraded.returncode == 0, upgraded.stderr
         assert schema.status(engine).state is schema.State.CURRENT
         assert snapshot(engine, words, columns) == before
+        assert address_sections(engine) == sections_before  # 0006: names became ids
 
         assert mailintake_cli(settings, "db", "downgrade", schema.BASELINE).returncode == 0
         assert schema.status(engine).current == schema.BASELINE
         assert snapshot(engine, words, columns) == before
+        assert address_sections(engine) == sections_before
         assert mailintake_cli(settings, "db", "upgrade").returncode == 0
         assert snapshot(engine, words, columns) == before
 
@@ -289,6 +306,8 @@ class TestStartRefusal:
 
     def test_an_empty_database_is_created_at_the_newest_revision(self, make_settings: Callable[..., Settings]) -> None:
         settings = make_settings()
+        made = mailintake_cli(settings, "section", "add", "総務課")
+        assert made.returncode == 0, made.stderr
         added = mailintake_cli(settings, "address", "add", SOUMU, "--section", "総務課")
         assert added.returncode == 0, added.stderr
         current = mailintake_cli(settings, "db", "current")

@@ -69,6 +69,9 @@ def test_a_wheelhouse_installs_the_service_with_no_index(tmp_path: Path) -> None
     run(*pip, "--no-deps", str(project_wheel))
     history = run(str(venv / "bin" / "mailintake"), "db", "history", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
     assert "(head)" in history.stdout
+    run(
+        str(venv / "bin" / "mailintake"), "section", "add", "総務課", "--data-dir", str(tmp_path / "data"), cwd=tmp_path
+    )
     added = run(
         str(venv / "bin" / "mailintake"), "address", "add", "soumu@city.example.jp", "--section", "総務課",
         "--data-dir", str(tmp_path / "data"), cwd=tmp_path,

@@ -20,7 +20,7 @@ from mailintake.web import openapi
 from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
-from .factories import stored_message
+from .factories import make_user, stored_message
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -41,7 +41,7 @@ def test_every_api_route_is_documented_and_every_documented_operation_is_routed(
 
 
 def _some_registrations(services: Services, address: str) -> None:
-    clerk = services.accounts.add_user("sato", password=None, sections=["総務課"])
+    clerk = make_user(services, "sato", password=None, sections=["総務課"])
     ids = [
         stored_message(services, address, attachments=(("資料.pdf", b"%PDF-1.4", "application/pdf"),)) for _ in range(3)
     ]
@@ -54,7 +54,7 @@ def _some_registrations(services: Services, address: str) -> None:
             for i in ids[:2]
         ],
     )
-    chief = services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"])
+    chief = make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"])
     services.registry.cancel(chief, done[1].id, "重複")
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from mailintake.services import build_services
+from tests.factories import designate
 
 from .conftest import ServiceThread, free_port, require, wait_for
 from .mails import make_message
@@ -34,8 +35,8 @@ def intake(make_settings):
     """Settings with two designated addresses, and an API token."""
     settings = make_settings()
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
-    services.addresses.add("jinji@city.example.jp", "人事課")
+    designate(services, "soumu@city.example.jp", "総務課")
+    designate(services, "jinji@city.example.jp", "人事課")
     token = services.tokens.create("postfix-test")
     services.close()
     return settings, token

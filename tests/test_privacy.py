@@ -51,6 +51,7 @@ def test_data_and_backups_are_private_under_a_permissive_umask(
     an attachment and `backup` copies everything THEN every file is 0600 and
     every folder 0700 (database, spool, originals, blobs, metrics, backup)."""
     settings = make_settings()
+    assert cli(settings, "section", "add", "総務課").returncode == 0
     assert cli(settings, "address", "add", SOUMU, "--section", "総務課").returncode == 0
     old = os.umask(0o022)
     try:
@@ -81,6 +82,7 @@ def test_generated_mta_commands_are_written_only_into_a_private_folder(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings()
+    assert cli(settings, "section", "add", "総務課").returncode == 0
     assert cli(settings, "address", "add", SOUMU, "--section", "総務課").returncode == 0
 
     private = tmp_path / "mta"
@@ -114,6 +116,7 @@ def test_root_is_refused_in_a_data_folder_owned_by_the_service_account(
 ) -> None:
     require(os.geteuid() == 0, "only root can be refused; the tests run as root")
     settings = make_settings()
+    assert cli(settings, "section", "add", "総務課").returncode == 0
     assert cli(settings, "address", "add", SOUMU, "--section", "総務課").returncode == 0
     os.chown(settings.data_dir, 65534, 65534)  # nobody
     try:

@@ -16,6 +16,7 @@ from mailintake.intake.probe import HEADER
 from mailintake.models import Message, Probe
 from mailintake.operations.probing import send_probe, wait_for_probe
 from mailintake.services import Services
+from tests.factories import designate
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -74,7 +75,7 @@ def test_a_replayed_header_on_another_mail_is_shown_with_a_warning(
 
 
 def test_a_probe_for_another_address_is_shown(services: Services, service: ServiceThread, api: httpx.Client) -> None:
-    services.addresses.add(ZAISEI, "財政課")
+    designate(services, ZAISEI, "財政課")
     # A probe recorded for 総務課, whose header and Message-ID reach 財政課.
     _, header, message_id = genuine_probe(services, service)
     with Session(services.engine) as session, session.begin():

@@ -74,6 +74,7 @@ def test_the_run_command_serves_on_a_fresh_clone(tmp_path: Path) -> None:
         # Both: another process on this machine may hold the port meanwhile.
         wait_for(lambda: (cli.exists() and not _port_free(http_port)) or run.poll() is not None, 300, interval=0.2)
         assert run.poll() is None, (tmp_path / "run.log").read_text(errors="replace")
+        subprocess.run([str(cli), "section", "add", "総務課"], cwd=clone, env=env, check=True)
         subprocess.run(
             [str(cli), "address", "add", "soumu@city.example.jp", "--section", "総務課"], cwd=clone, env=env, check=True
         )

@@ -17,7 +17,7 @@ from mailintake.records.book import book_csv
 from mailintake.records.registry import RegistrationRequest, Registry
 from mailintake.services import Services
 
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 ZAISEI = "zaisei@city.example.jp"
@@ -25,12 +25,12 @@ ZAISEI = "zaisei@city.example.jp"
 
 @pytest.fixture
 def people(services: Services) -> dict[str, UserInfo]:
-    services.addresses.add(SOUMU, "総務課")
-    services.addresses.add(ZAISEI, "財政課")
+    designate(services, SOUMU, "総務課")
+    designate(services, ZAISEI, "財政課")
     return {
-        "clerk": services.accounts.add_user("sato", password=None, sections=["総務課"]),
-        "chief": services.accounts.add_user("suzuki", password=None, role="section_admin", sections=["総務課"]),
-        "other": services.accounts.add_user("tanaka", password=None, sections=["財政課"]),
+        "clerk": make_user(services, "sato", password=None, sections=["総務課"]),
+        "chief": make_user(services, "suzuki", password=None, role="section_admin", sections=["総務課"]),
+        "other": make_user(services, "tanaka", password=None, sections=["財政課"]),
     }
 
 

@@ -21,7 +21,7 @@ from mailintake.records.registry import RegistrationRequest
 from mailintake.services import Services
 
 from .conftest import ServiceThread, wait_for
-from .factories import stored_message
+from .factories import make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 PDF = b"%PDF-1.4 shared bytes"
@@ -41,7 +41,7 @@ def files_of(services: Services, message_id: int) -> tuple[list[str], str]:
 def test_old_unregistered_mail_goes_and_everything_with_a_receipt_number_stays(
     services: Services, designated: str
 ) -> None:
-    clerk = services.accounts.add_user("sato", password=None, role="section_admin", sections=["総務課"])
+    clerk = make_user(services, "sato", password=None, role="section_admin", sections=["総務課"])
     old_new = stored_message(
         services,
         SOUMU,
@@ -95,7 +95,7 @@ def test_old_unregistered_mail_goes_and_everything_with_a_receipt_number_stays(
         assert condition is not None
         found = set(conn.scalars(select(Message.id).where(condition)))
     assert found == {old_registered, old_cancelled}
-    admin = services.accounts.add_user("admin", password=None, role="system_admin")
+    admin = make_user(services, "admin", password=None, role="system_admin")
     purges = [e for e in services.audit.entries(admin) if e.action == "purge"]
     assert len(purges) == 1 and "未処理 2 件、対象外 1 件" in purges[0].detail
 

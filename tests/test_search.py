@@ -12,15 +12,15 @@ from mailintake.records import search
 from mailintake.records.inbox import InboxFilter
 from mailintake.services import Services
 
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 
 
 @pytest.fixture
 def clerk(services: Services) -> UserInfo:
-    services.addresses.add(SOUMU, "総務課")
-    return services.accounts.add_user("sato", password=None, sections=["総務課"])
+    designate(services, SOUMU, "総務課")
+    return make_user(services, "sato", password=None, sections=["総務課"])
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from mailintake.services import Services, build_services
 from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 from .test_cli import run_cli
 from .web import PASSWORD, add_user, csrf_token
 
@@ -46,11 +46,11 @@ class TestDesignatedAddressesAreSafeForTheMta:
     @pytest.mark.parametrize("address", DANGEROUS_ADDRESSES)
     def test_the_service_refuses_addresses_outside_the_safe_set(self, services: Services, address: str) -> None:
         with pytest.raises(AddressError, match="収受用アドレスとして使えません"):
-            services.addresses.add(address, "総務課")
+            designate(services, address, "総務課")
 
     def test_ordinary_addresses_are_accepted(self, services: Services) -> None:
         for address in ("soumu@city.example.jp", "kikaku.sei-saku_2+in@xn--u9j.example.lg.jp"):
-            services.addresses.add(address, "総務課")
+            designate(services, address, "総務課")
 
     def test_the_command_line_says_why_in_japanese(self, settings: Settings) -> None:
         refused = run_cli(settings, "address", "add", "|/bin/sh@city.example.jp", "--section", "総務課", check=False)
@@ -73,7 +73,7 @@ class TestDesignatedAddressesAreSafeForTheMta:
         self, services: Services, generate: Any
     ) -> None:
         with services.engine.begin() as conn:
-            conn.execute(insert(Address).values(address="|/bin/sh@city.example.jp", section="総務課", label=""))
+            conn.execute(insert(Address).values(address="|/bin/sh@city.example.jp", section_id=None, label=""))
         with pytest.raises(AddressError):
             generate(["|/bin/sh@city.example.jp"], "copy", "127.0.0.1", 2525, "mailintake.internal")
 
@@ -173,7 +173,7 @@ class TestSignIn:
         assert len(checked) <= 5, statuses
         assert statuses.count(429) >= len(statuses) - 5  # everything past the limit is turned away
         assert set(statuses) <= {401, 429, 303}
-        failures = [e for e in services.audit.entries(services.accounts.add_user(
+        failures = [e for e in services.audit.entries(make_user(services, 
             "auditor", password=None, role="system_admin")) if e.action == "login_failed"]  # fmt: skip
         assert len(failures) <= 5
 

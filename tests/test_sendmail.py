@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailintake.services import build_services
+from tests.factories import designate
 
 from .conftest import require
 
@@ -46,8 +47,8 @@ def sendmail_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 def _configure(tmp_path: Path, root: Path, mode: str, make_settings) -> tuple[Path, Path]:
     settings = make_settings()
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
-    services.addresses.add("jinji@city.example.jp", "人事課")
+    designate(services, "soumu@city.example.jp", "総務課")
+    designate(services, "jinji@city.example.jp", "人事課")
     services.close()
     etc = tmp_path / "etc"
     subprocess.run(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from mailintake.config import Settings
 from mailintake.models import Message
 from mailintake.services import build_services
+from tests.factories import designate
 
 from .conftest import ServiceProcess, wait_for
 from .mails import make_message
@@ -126,7 +127,7 @@ def serve(
 ) -> Iterator[tuple[Settings, Callable[[], ServiceProcess]]]:
     settings = make_settings()
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
+    designate(services, "soumu@city.example.jp", "総務課")
     services.close()
     started: list[ServiceProcess] = []
 

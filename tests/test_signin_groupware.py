@@ -22,6 +22,7 @@ from mailintake.config import Settings
 from mailintake.people.directory import DirectoryImport
 from mailintake.people.groupware import sign_handoff
 from mailintake.services import Services, build_services
+from tests.factories import designate
 from tests.web import ADMIN_PAGES, add_user
 
 SECRET = "k" * 20 + "-shared-with-the-portal-gateway"
@@ -48,7 +49,7 @@ def portal(make_settings: Any, secret_file: Path, start_service: Any):
         values.update(overrides)
         settings: Settings = make_settings(**values)
         services = build_services(settings)
-        services.addresses.add("soumu@city.example.jp", "総務課")
+        designate(services, "soumu@city.example.jp", "総務課")
         add_user(services, "tanaka", ["総務課"])
         add_user(services, "kacho", ["総務課"], role="section_admin")
         add_user(services, "admin", [], role="system_admin")

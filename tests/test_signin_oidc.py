@@ -22,6 +22,7 @@ from mailintake.people.oidc import OidcClient
 from mailintake.people.signin import SignInRefused
 from mailintake.services import Services, build_services
 from tests.conftest import ServiceThread, free_port
+from tests.factories import designate
 from tests.idp import OidcProvider, start_oidc_provider, stop
 from tests.web import add_user
 
@@ -48,7 +49,7 @@ def site(make_settings: Any, provider: OidcProvider, tmp_path: Path) -> Iterator
         oidc_client_secret_file=str(secret),
     )
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
+    designate(services, "soumu@city.example.jp", "総務課")
     add_user(services, "tanaka", ["総務課"])
     add_user(services, "admin", [], role="system_admin")
     service = ServiceThread(settings).start()

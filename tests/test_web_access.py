@@ -20,7 +20,7 @@ from mailintake.services import Services
 from mailintake.web.app import create_app
 
 from .conftest import ServiceThread
-from .factories import stored_message
+from .factories import designate, make_user, stored_message
 from .web import PASSWORD, Browser, add_user, csrf_token
 
 SOUMU = "soumu@city.example.jp"
@@ -30,7 +30,7 @@ PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 @pytest.fixture
 def web(services: Services, service: ServiceThread, browsers: Any) -> Iterator[dict[str, Any]]:
-    services.addresses.add(ZAISEI, "財政課")
+    designate(services, ZAISEI, "財政課")
     add_user(services, "sato", ["総務課"])
     add_user(services, "tanaka", ["財政課"])
     add_user(services, "admin", [], role="system_admin")
@@ -293,7 +293,7 @@ class TestBehindTheProxy:
         self, services: Services, service: ServiceThread, browsers: Any
     ) -> None:
         add_user(services, "sato", ["総務課"])
-        auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
+        auditor = make_user(services, "auditor", password=None, role="system_admin")
         client = browsers(service.base_url).client
         proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
         form = client.get("/login", headers=proxied)
@@ -319,7 +319,7 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
     X-Forwarded-For/-Proto THEN the client is the connecting address and
     the cookie is not marked as sent over TLS."""
     add_user(services, "sato", ["総務課"])
-    auditor = services.accounts.add_user("auditor", password=None, role="system_admin")
+    auditor = make_user(services, "auditor", password=None, role="system_admin")
     client = browsers(service.base_url).client
     forged = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"}
     form = client.get("/login", headers=forged)

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from mailintake.services import Services
+from tests.factories import make_user
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery"
@@ -51,7 +52,7 @@ class Browser:
 
 
 def add_user(services: Services, username: str, sections: list[str], role: str = "clerk") -> None:
-    services.accounts.add_user(username, password=PASSWORD, role=role, sections=sections, display_name=username)
+    make_user(services, username, password=PASSWORD, role=role, sections=sections, display_name=username)
 
 
 # Every page of the administrators' side, for the checks that read them all.

@@ -47,6 +47,7 @@ class AdminUI:
             post("/admin/users/{user_id:id}", self.admin_update_user),
             post("/admin/users/{user_id:id}/unlock", self.admin_unlock_user),
             get("/admin/sections", self.admin_sections),
+            post("/admin/sections", self.admin_add_section),
             post("/admin/sections/{section_id:id}", self.admin_update_section),
             get("/admin/classifications", self.admin_classifications),
             post("/admin/classifications", self.admin_add_classification),
@@ -78,6 +79,7 @@ class AdminUI:
             addresses=infos,
             daily=daily,
             days=[day for day, _ in next(iter(daily.values()), [])],
+            sections=self.services.accounts.sections(),
             error=error,
             probe=probe,
             # Through the MTA: a probe sent to the relay itself proves nothing
@@ -97,9 +99,7 @@ class AdminUI:
     def add_address(self, request: Request) -> Response:
         return self._address_action(
             request,
-            lambda: self.services.addresses.add(
-                field(request, "address"), field(request, "section"), field(request, "label")
-            ),
+            lambda: self.services.addresses.add(field(request, "address"), _section(request), field(request, "label")),
             "address_added",
         )
 
@@ -107,7 +107,7 @@ class AdminUI:
         return self._address_action(
             request,
             lambda: self.services.addresses.update(
-                field(request, "address"), section=field(request, "section"), label=field(request, "label")
+                field(request, "address"), section=_section(request), label=field(request, "label")
             ),
         )
 
@@ -216,7 +216,20 @@ class AdminUI:
         return RedirectResponse("/admin/users?notice=saved", status_code=303)
 
     def admin_sections(self, request: Request) -> Response:
-        return self.render(request, "admin_sections.html", sections=self.services.accounts.sections())
+        return self.render(request, "admin_sections.html", sections=self.services.accounts.sections(), error=None)
+
+    def admin_add_section(self, request: Request) -> Response:
+        try:
+            self.services.accounts.add_section(field(request, "name"), field(request, "symbol"))
+        except BadRequest as exc:
+            return self.render(
+                request,
+                "admin_sections.html",
+                status_code=400,
+                sections=self.services.accounts.sections(),
+                error=str(exc),
+            )
+        return RedirectResponse("/admin/sections?notice=section_added", status_code=303)
 
     def admin_update_section(self, request: Request) -> Response:
         self.services.accounts.set_symbol(path_int(request, "section_id"), field(request, "symbol"))
@@ -270,3 +283,9 @@ def _host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise BadRequest(f"ホスト:ポート の形で指定してください（{value!r}）")
     return host.strip("[]"), int(port)
+
+
+def _section(request: Request) -> str | int:
+    """The 担当課 chosen: a section's id from the list, or a name typed."""
+    value = field(request, "section").strip()
+    return int(value) if value.isdigit() else value

@@ -91,23 +91,23 @@ class Api:
 
     def list_messages(self, request: Request) -> Response:
         token = self._token(request, "messages:read")
-        page = self.services.inbox.page(Scope(token.section_names), _message_filter(request.query_params))
+        page = self.services.inbox.page(Scope(token.section_ids), _message_filter(request.query_params))
         return JSONResponse({"items": [_summary(row) for row in page.rows], "next_cursor": page.next_cursor})
 
     def get_message(self, request: Request) -> Response:
         token = self._token(request, "messages:read")
-        detail: dict[str, Any] = self.services.messages.detail(_path_id(request, "message_id"), token.section_names)
+        detail: dict[str, Any] = self.services.messages.detail(_path_id(request, "message_id"), token.section_ids)
         return JSONResponse(detail)
 
     def get_raw(self, request: Request) -> Response:
         token = self._token(request, "messages:read")
         message_id = _path_id(request, "message_id")
-        sha, size = self.services.messages.raw_ref(message_id, token.section_names)
+        sha, size = self.services.messages.raw_ref(message_id, token.section_ids)
         return downloads.original(self.services.originals, sha, size, f"message-{message_id}.eml")
 
     def get_attachment(self, request: Request) -> Response:
         token = self._token(request, "messages:read")
-        attachment = self.services.messages.attachment(_path_id(request, "attachment_id"), token.section_names)
+        attachment = self.services.messages.attachment(_path_id(request, "attachment_id"), token.section_ids)
         return downloads.attachment(self.services.blobs, attachment)
 
     # -- registrations (the hand-off) ------------------------------------------------

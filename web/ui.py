@@ -48,6 +48,7 @@ NOTICES = {
     "cancelled": "収受を取り消しました。番号は欠番として残ります。",
     "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
     "saved": "保存しました。",
+    "section_added": "課を追加しました。文書記号を確かめ、収受用アドレスと職員の所属に選べます。",
     "address_added": "収受用アドレスを追加しました。MTA の設定に反映してください（「MTA 設定」）。",
     "address_deleted": "収受用アドレスを削除しました。MTA の設定からも外してください（「MTA 設定」）。",
     "address_enabled": "収受用アドレスを有効にしました。この宛先のメールを受け付けます。",
@@ -322,13 +323,10 @@ class WebUI:
             session_of(request).user,
             action,
             message_id=message.id,
-            section_id=self._section_id(message.address.section),
+            section_id=message.address.section_id,
             detail=detail,
             client_address=client_address(request),
         )
-
-    def _section_id(self, section_name: str) -> int | None:
-        return self.services.accounts.section_id(section_name)
 
     # -- 対象外 ------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ def address() -> None:
 
 @address.command("add")
 @click.argument("address_text", metavar="ADDRESS")
-@click.option("--section", required=True, help="Section (担当課) that handles this address's mail.")
+@click.option(
+    "--section", required=True, help="Section (担当課) that handles this address's mail; made first with `section add`."
+)
 @click.option("--label", default="", help="Free text shown beside the address.")
 @common_options
 def address_add(settings: Settings, address_text: str, section: str, label: str) -> None:

@@ -162,6 +162,32 @@ def sso_link(settings: Settings, username: str, next_url: str) -> None:
     click.echo(f"{settings.public_url}/sso/groupware?{query}")
 
 
+# -- sections ----------------------------------------------------------------------
+
+
+@cli.group()
+def section() -> None:
+    """Sections (課) and their 文書記号."""
+
+
+@section.command("add")
+@click.argument("name")
+@click.option("--symbol", default="", help="文書記号; default: the name without 課/室/係.")
+@common_options
+def section_add(settings: Settings, name: str, symbol: str) -> None:
+    """Add a section (課); addresses and users can then be given to it."""
+    info = _services(settings).accounts.add_section(name, symbol)
+    click.echo(f"added {info.name} (文書記号 {info.symbol})")
+
+
+@section.command("list")
+@common_options
+def section_list(settings: Settings) -> None:
+    """Sections with their 文書記号."""
+    for info in _services(settings).accounts.sections():
+        click.echo(f"{info.name}\t{info.symbol}")
+
+
 # -- directory ---------------------------------------------------------------------
 
 

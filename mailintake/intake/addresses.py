@@ -24,7 +24,7 @@ from ..errors import AddressError, NotFound
 from ..fsync import fsync_dir
 from ..mail.addresses import designated_form, normalize_address, validate_address
 from ..models import Address, Message
-from ..people.sections import ensure_section
+from ..people.sections import find_section
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AddressInfo:
     address: str
-    section: str
+    section: str  # its name, for people; empty for no section
     label: str
     enabled: bool
     message_count: int
     last_received: dt.datetime | None = None
+    section_id: int | None = None
 
 
 class AddressService:
@@ -44,16 +45,16 @@ class AddressService:
         self.engine = engine
         self.snapshot_path = snapshot_path
 
-    def add(self, address: str, section: str, label: str = "") -> AddressInfo:
+    def add(self, address: str, section: str | int, label: str = "") -> AddressInfo:
+        """Designates ``address`` for an existing section (its id or name)."""
         normalized = validate_address(address)
-        if not section.strip():
+        if isinstance(section, str) and not section.strip():
             raise AddressError("a section (担当課) is required")
         with Session(self.engine) as session:
             if session.scalar(select(Address).where(Address.address == normalized)):
                 raise AddressError(f"address already designated: {normalized}")
-            row = Address(address=normalized, section=section.strip(), label=label.strip())
+            row = Address(address=normalized, section=find_section(session, section), label=label.strip())
             session.add(row)
-            ensure_section(session, row.section)
             session.commit()
         self.write_snapshot()
         return self.get(normalized)
@@ -94,21 +95,28 @@ class AddressService:
         )
         with Session(self.engine) as session:
             return [
-                AddressInfo(row.address, row.section, row.label, row.enabled, int(n), _aware(last))
+                AddressInfo(
+                    row.address,
+                    row.section.name if row.section else "",
+                    row.label,
+                    row.enabled,
+                    int(n),
+                    _aware(last),
+                    row.section_id,
+                )
                 for row, n, last in session.execute(stmt)
             ]
 
-    def update(self, address: str, section: str | None = None, label: str | None = None) -> AddressInfo:
+    def update(self, address: str, section: str | int | None = None, label: str | None = None) -> AddressInfo:
         normalized = normalize_address(address)
         with Session(self.engine) as session:
             row = session.scalar(select(Address).where(Address.address == normalized))
             if row is None:
                 raise NotFound(f"no such designated address: {normalized}")
             if section is not None:
-                if not section.strip():
+                if isinstance(section, str) and not section.strip():
                     raise AddressError("a section (担当課) is required")
-                row.section = section.strip()
-                ensure_section(session, row.section)
+                row.section = find_section(session, section)
             if label is not None:
                 row.label = label.strip()
             session.commit()

@@ -334,7 +334,7 @@ class Ingester:
             # Accepted while designated, removed before ingestion: keep the
             # mail under a disabled entry rather than lose it.
             log.error("address %s vanished before ingestion; kept as disabled", missing)
-            row = Address(address=missing, section="未設定", label="受信後に削除されたアドレス", enabled=False)
+            row = Address(address=missing, section=None, label="受信後に削除されたアドレス", enabled=False)
             session.add(row)
             session.flush()
             ids[missing] = row.id

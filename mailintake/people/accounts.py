@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, NotFound
 from ..models import ROLES, Section, User, WebSession, utcnow
-from .sections import ensure_section
+from .sections import create_section, find_section
 
 ROLE_LABELS = {"clerk": "係員", "section_admin": "所属管理者", "system_admin": "システム管理者"}
 MIN_PASSWORD_LENGTH = 10
@@ -115,6 +115,12 @@ class AccountService:
         with Session(self.engine) as session:
             return session.scalar(select(Section.id).where(Section.name == name))
 
+    def add_section(self, name: str, symbol: str = "") -> SectionInfo:
+        """A new section; its 文書記号 defaults to the name without 課/室/係."""
+        with Session(self.engine) as session, session.begin():
+            row = create_section(session, name, symbol)
+            return SectionInfo(row.id, row.name, row.symbol)
+
     def set_symbol(self, section_id: int, symbol: str) -> SectionInfo:
         symbol = symbol.strip()
         if not symbol or len(symbol) > 50:
@@ -145,7 +151,7 @@ class AccountService:
             if session.scalar(select(User.id).where(User.username == name)) is not None:
                 raise BadRequest(f"ユーザー {name} は既に登録されています")
             user = User(username=name, display_name=display_name.strip(), password_hash=hashed, role=role)
-            user.sections = [ensure_section(session, s) for s in sections or [] if s.strip()]
+            user.sections = [find_section(session, s) for s in sections or [] if s.strip()]
             session.add(user)
             session.flush()
             return user_info(user)
@@ -167,7 +173,7 @@ class AccountService:
                     raise BadRequest(f"role must be one of {', '.join(ROLES)}")
                 user.role = role
             if sections is not None:
-                user.sections = [ensure_section(session, s) for s in sections if s.strip()]
+                user.sections = [find_section(session, s) for s in sections if s.strip()]
             if display_name is not None:
                 user.display_name = display_name.strip()
             if enabled is not None:

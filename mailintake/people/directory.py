@@ -22,12 +22,12 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .. import jpdates
 from ..errors import BadRequest
-from ..models import Address, DirectoryPerson, Section, User, utcnow
+from ..models import DirectoryPerson, Section, User, utcnow
 from .accounts import normalize_username
 from .sections import default_symbol
 
@@ -107,8 +107,6 @@ class DirectoryImport:
                     continue
                 changed = False
                 if section.name != name:
-                    # Addresses name their section; a renamed section keeps its mail.
-                    session.execute(update(Address).where(Address.section == section.name).values(section=name))
                     section.name = name
                     changed = True
                 if section.code != code:

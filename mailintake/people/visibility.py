@@ -21,19 +21,19 @@ class Scope:
     """Whose view a listing is: the sections it may see (None: all) and,
     for a person, whose unread marks to show."""
 
-    section_names: frozenset[str] | None
+    section_ids: frozenset[int] | None
     user_id: int | None = None
 
     @classmethod
     def of(cls, user: UserInfo) -> Scope:
-        return cls(None if user.is_system_admin else frozenset(user.section_names), user.id)
+        return cls(None if user.is_system_admin else frozenset(s.id for s in user.sections), user.id)
 
 
 def visible_addresses(who: UserInfo | Scope) -> Select[Any]:
     scope = who if isinstance(who, Scope) else Scope.of(who)
     stmt = select(Address.id)
-    if scope.section_names is not None:
-        stmt = stmt.where(Address.section.in_(scope.section_names))
+    if scope.section_ids is not None:
+        stmt = stmt.where(Address.section_id.in_(scope.section_ids))
     return stmt
 
 
@@ -42,7 +42,7 @@ def visible_message(session: Session, user: UserInfo, message_id: int) -> Messag
     if (
         message is None
         or message.probe_id is not None
-        or (not user.is_system_admin and message.address.section not in user.section_names)
+        or (not user.is_system_admin and message.address.section_id not in {s.id for s in user.sections})
     ):
         raise NotFound(f"no message {message_id}")
     return message

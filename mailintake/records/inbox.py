@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session, selectinload
 from .. import jpdates
 from ..errors import BadRequest, NotFound
 from ..mail.addresses import normalize_address
-from ..models import Address, Attachment, Message, MessageRead, MessageStatus, Registration, RegistrationStatus
+from ..models import (
+    Address,
+    Attachment,
+    Message,
+    MessageRead,
+    MessageStatus,
+    Registration,
+    RegistrationStatus,
+    Section,
+)
 from ..people.accounts import UserInfo
 from ..people.visibility import Scope, visible_addresses, visible_message
 from . import search
@@ -151,9 +160,10 @@ class Inbox:
     def addresses(self, user: UserInfo) -> list[AddressChoice]:
         with Session(self.engine) as session:
             rows = session.execute(
-                select(Address.id, Address.address, Address.label, Address.section)
+                select(Address.id, Address.address, Address.label, func.coalesce(Section.name, ""))
+                .outerjoin(Section, Section.id == Address.section_id)
                 .where(Address.id.in_(visible_addresses(user)))
-                .order_by(Address.section, Address.address)
+                .order_by(Section.name, Address.address)
             ).all()
             return [AddressChoice(*row) for row in rows]
 
@@ -304,7 +314,7 @@ def _in_addresses(
     # (address, status, received) index deliver rows in order.
     if len(address_ids) == 1:
         return stmt.where(Message.address_id == address_ids[0])
-    if scope.section_names is not None or wanted.address_id is not None:
+    if scope.section_ids is not None or wanted.address_id is not None:
         return stmt.where(Message.address_id.in_(address_ids))
     return stmt
 

@@ -46,31 +46,31 @@ class MessageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def detail(self, message_id: int, sections: Collection[str] | None = None) -> dict[str, Any]:
+    def detail(self, message_id: int, sections: Collection[int] | None = None) -> dict[str, Any]:
         with Session(self.engine) as session:
             message = session.scalar(
                 select(Message).options(selectinload(Message.attachments)).where(Message.id == message_id)
             )
-            if message is None or (sections is not None and message.address.section not in sections):
+            if message is None or (sections is not None and message.address.section_id not in sections):
                 raise NotFound(f"no message {message_id}")
             return _detail(message)
 
-    def raw_ref(self, message_id: int, sections: Collection[str] | None = None) -> tuple[str, int]:
+    def raw_ref(self, message_id: int, sections: Collection[int] | None = None) -> tuple[str, int]:
         """(sha256, size) of the original message."""
         with Session(self.engine) as session:
             row = session.execute(
-                select(Message.raw_sha256, Message.raw_size, Address.section)
+                select(Message.raw_sha256, Message.raw_size, Address.section_id)
                 .join(Address, Address.id == Message.address_id)
                 .where(Message.id == message_id)
             ).first()
-            if row is None or (sections is not None and row.section not in sections):
+            if row is None or (sections is not None and row.section_id not in sections):
                 raise NotFound(f"no message {message_id}")
             return row.raw_sha256, int(row.raw_size)
 
-    def attachment(self, attachment_id: int, sections: Collection[str] | None = None) -> Attachment:
+    def attachment(self, attachment_id: int, sections: Collection[int] | None = None) -> Attachment:
         with Session(self.engine) as session:
             row = session.get(Attachment, attachment_id)
-            if row is None or (sections is not None and row.message.address.section not in sections):
+            if row is None or (sections is not None and row.message.address.section_id not in sections):
                 raise NotFound(f"no attachment {attachment_id}")
             session.expunge(row)
             return row
@@ -85,7 +85,7 @@ def _detail(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
         "address": message.address.address,
-        "section": message.address.section,
+        "section": message.address.section.name if message.address.section else "",
         "received_at": message.received_at.isoformat(),
         "envelope": {
             "mail_from": message.mail_from,

@@ -28,7 +28,6 @@ from ..models import (
     utcnow,
 )
 from ..people.accounts import UserInfo
-from ..people.sections import ensure_section
 from ..people.visibility import visible_message
 from . import audit, classifications, events
 from .messages import contains_text
@@ -119,7 +118,11 @@ class Registry:
         client_address: str,
     ) -> Registration:
         """The registration of a claimed mail, with the section's next number."""
-        section = ensure_section(session, message.address.section)
+        section = message.address.section
+        if section is None:
+            raise BadRequest(
+                f"「{message.subject}」の宛先には担当課がありません。宛先の画面で担当課を決めてから登録してください。"
+            )
         fiscal_year = jpdates.fiscal_year(request.received_on)
         number = next_number(session, section.symbol, fiscal_year)
         registration = Registration(
@@ -278,7 +281,7 @@ class Registry:
                 user,
                 action,
                 message_id=message_id,
-                section_id=ensure_section(session, message.address.section).id,
+                section_id=message.address.section_id,
                 detail=reason or "",
                 client_address=client_address,
                 at=self.clock(),
