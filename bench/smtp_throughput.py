@@ -133,6 +133,7 @@ class Mailintake:
         return out.stdout
 
     def start(self) -> None:
+        self.cli("section", "add", "総務課")
         self.cli("address", "add", RCPT, "--section", "総務課")
         self.token = self.cli("token", "create", "bench").split()[-1]
         self.proc = subprocess.Popen(

@@ -116,7 +116,7 @@ def ingest_worker(pid: int) -> int | None:
             cmdline = (Path("/proc") / str(child) / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"multiprocessing.spawn" in cmdline and b"resource_tracker" not in cmdline:
+        if b"mailintake.intake.worker" in cmdline:
             return child
     return None
 

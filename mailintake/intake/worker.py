@@ -8,29 +8,32 @@ marked as poison and stored unparsed, with a problem note, by the next
 worker: at once after a time-out, after a second death otherwise (one death
 may be an outside kill). Mail is never lost on the way: it stays in the spool throughout.
 
-Relay and worker talk through pipes, never through a lock-holding primitive
-(a ``multiprocessing.Event`` whose lock a killed worker still holds would
-block the relay's wake-up after a 250 for good): waking is one
-non-blocking byte, and stopping is a byte on a second pipe, or its end of
-file when the supervisor's process is gone. The worker ignores terminal
-signals; only its supervisor stops it, at a batch boundary.
+The worker is a plain ``python -m mailintake.intake.worker`` (not a
+multiprocessing child: no copy of the parent's modules, no resource-tracker
+process), given its settings on standard input. Relay and worker talk
+through three pipes, never through a lock-holding primitive (a lock a
+killed worker still holds would block the relay's wake-up after a 250 for
+good): waking is one non-blocking byte; stopping is a byte on the second
+pipe, or its end of file when the supervisor's process is gone; on the
+third the worker says which spool entry it is parsing and when it is done.
+The worker ignores terminal signals; only its supervisor stops it, at a
+batch boundary.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
+import pickle
 import resource
+import select
 import signal
+import subprocess
+import sys
 import threading
 import time
-from multiprocessing.connection import Connection, wait
-from typing import Any
 
 from ..config import Settings
-from .ingest import Ingester, IngestLockHeld, acquire_ingest_lock
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -39,74 +42,78 @@ log = logging.getLogger(__name__)
 # taking the machine down.
 ADDRESS_SPACE_LIMIT_BYTES = 4 * 1024**3
 _LOCK_HELD_EXIT = 3
-_SPAWN = multiprocessing.get_context("spawn")
-
 
 TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-class _WorkerState:
-    """What the worker receives: the read ends of the two pipes, and the
-    shared memory (without locks) where it says what it is parsing."""
+# -- the worker ----------------------------------------------------------------------
 
-    def __init__(self, wake: Connection, stop: Connection, parsing_id: Any, parsing_since: Any) -> None:
-        self.wake = wake
-        self.stop = stop
-        self.parsing_id = parsing_id
-        self.parsing_since = parsing_since
+
+class _Pipes:
+    """The worker's ends: wake-ups and the stop request in, progress out."""
+
+    def __init__(self, wake: int, stop: int, progress: int) -> None:
+        self.wake, self.stop, self.progress = wake, stop, progress
+        os.set_blocking(wake, False)
 
     def should_stop(self) -> bool:
-        return self.stop.poll(0)  # a stop byte, or end of file: the supervisor is gone
+        # A stop byte, or end of file: the supervisor is gone.
+        return bool(select.select([self.stop], [], [], 0)[0])
 
     def wait_for_work(self, timeout: float) -> None:
-        if self.wake in wait([self.wake, self.stop], timeout):
+        ready = select.select([self.wake, self.stop], [], [], timeout)[0]
+        if self.wake in ready:
             try:
-                os.read(self.wake.fileno(), 65536)
+                os.read(self.wake, 65536)
             except BlockingIOError:
                 pass
 
+    def on_parse(self, spool_id: str | None) -> None:
+        os.write(self.progress, b"D\n" if spool_id is None else b"P" + spool_id.encode("ascii") + b"\n")
 
-def _worker_main(settings: Settings, state: _WorkerState) -> None:
-    # Started with these signals blocked (see _spawn): from here on they are
-    # ignored, so Ctrl-C or `kill -TERM -PGID` reaches only the supervisor.
-    for signum in TERMINAL_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
-    os.set_blocking(state.wake.fileno(), False)
 
-    from ..db import make_engine
-    from ..logs import configure_logging
-
-    configure_logging(settings)
+def _limit_memory() -> None:
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         limit = ADDRESS_SPACE_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(hard, ADDRESS_SPACE_LIMIT_BYTES)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ValueError, OSError):
         log.warning("could not limit the ingester's memory")
+
+
+def worker_main(argv: list[str]) -> None:
+    # Started with these signals blocked (see _spawn): from here on they are
+    # ignored, so Ctrl-C or `kill -TERM -PGID` reaches only the supervisor.
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    pipes = _Pipes(*(int(fd) for fd in argv))
+    settings: Settings = pickle.load(sys.stdin.buffer)
+
+    # Only what ingestion needs: no web, accounts or registry code in this
+    # process (its memory is the idle cost of every installation).
+    from ..db import make_engine
+    from ..logs import configure_logging
+    from .ingest import Ingester, IngestLockHeld, acquire_ingest_lock
+
+    configure_logging(settings)
+    _limit_memory()
     try:
         lock_fd = acquire_ingest_lock(settings)
     except IngestLockHeld as exc:
         log.error("%s", exc)
         raise SystemExit(_LOCK_HELD_EXIT) from exc
-
-    def on_parse(spool_id: str | None) -> None:
-        if spool_id is None:
-            state.parsing_since.value = 0.0
-        else:
-            state.parsing_id.value = spool_id.encode("ascii")
-            state.parsing_since.value = time.monotonic()
-
-    # Only what ingestion needs: no web, accounts or registry code in this
-    # process (its memory is the idle cost of every installation).
     engine = make_engine(settings)
     spool = Spool(settings.spool_dir)
     spool.ensure()
     try:
-        Ingester(settings, engine, spool, on_parse).run(state.should_stop, state.wait_for_work)
+        Ingester(settings, engine, spool, pipes.on_parse).run(pipes.should_stop, pipes.wait_for_work)
     finally:
         engine.dispose()
         os.close(lock_fd)
+
+
+# -- the supervisor ------------------------------------------------------------------
 
 
 class IngestSupervisor:
@@ -114,17 +121,22 @@ class IngestSupervisor:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.parse_time_limit = settings.parse_time_limit
-        self._wake_r, self._wake_w = _SPAWN.Pipe(duplex=False)
-        self._stop_r, self._stop_w = _SPAWN.Pipe(duplex=False)
-        os.set_blocking(self._wake_w.fileno(), False)
-        self._parsing_id: Any = _SPAWN.Array(ctypes.c_char, 64, lock=False)
-        self._parsing_since: Any = _SPAWN.Value(ctypes.c_double, 0.0, lock=False)
-        self._process: Any | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop_r, self._stop_w = os.pipe()
+        self._progress_r, self._progress_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._progress_r, False)
+        self._parsing_id = ""
+        self._parsing_since = 0.0
+        self._pending = b""
+        self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.restarts = 0
 
     def start(self) -> None:
+        from .ingest import acquire_ingest_lock
+
         # Fail at once, in the caller, if another ingester holds the lock.
         os.close(acquire_ingest_lock(self.settings))
         self._spawn()
@@ -135,7 +147,7 @@ class IngestSupervisor:
         """Called after each 250; never blocks, whatever the worker's state
         (a full pipe already means a wake-up is pending)."""
         try:
-            os.write(self._wake_w.fileno(), b"\0")
+            os.write(self._wake_w, b"\0")
         except OSError:  # full (a wake-up is pending anyway), or the worker is gone
             pass
 
@@ -144,67 +156,98 @@ class IngestSupervisor:
         ``timeout`` (the unfinished batch stays in the spool)."""
         self._stopping.set()
         try:
-            self._stop_w.send_bytes(b"stop")
+            os.write(self._stop_w, b"stop")
         except OSError:
             pass
         if self._thread is not None:
             self._thread.join(timeout)
         process = self._process
         if process is not None:
-            process.join(timeout)
-            if process.is_alive():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 log.warning("ingester did not stop in %ss; killing it", timeout)
                 process.kill()
-                process.join(5)
+                process.wait(5)
         # The wake-up's write end stays open: the relay may still call wake()
         # from its own thread, and a closed descriptor's number can be reused
-        # by a spool file. It closes with this object.
-        for end in (self._wake_r, self._stop_r, self._stop_w):
-            end.close()
+        # by a spool file. It closes with the process.
+        for fd in (self._wake_r, self._stop_r, self._stop_w, self._progress_r, self._progress_w):
+            os.close(fd)
 
     def _spawn(self) -> None:
-        self._parsing_since.value = 0.0
-        state = _WorkerState(self._wake_r, self._stop_r, self._parsing_id, self._parsing_since)
-        process = _SPAWN.Process(
-            target=_worker_main, args=(self.settings, state), name="mailintake-ingest", daemon=True
-        )
+        self._parsing_since, self._parsing_id, self._pending = 0.0, "", b""
+        ends = (self._wake_r, self._stop_r, self._progress_w)
         # Blocked across fork and exec, so a signal to the process group
         # during the worker's start-up cannot kill it before it ignores them.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
         try:
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mailintake.intake.worker", *map(str, ends)],
+                stdin=subprocess.PIPE,
+                pass_fds=ends,
+            )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        assert process.stdin is not None
+        with process.stdin:
+            try:
+                pickle.dump(self.settings, process.stdin)
+            except BrokenPipeError:
+                pass  # it died at once; _watch sees to it
         self._process = process
+
+    def _read_progress(self) -> None:
+        try:
+            while chunk := os.read(self._progress_r, 65536):
+                self._pending += chunk
+        except BlockingIOError:
+            pass
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            if line.startswith(b"P"):
+                self._parsing_id, self._parsing_since = line[1:].decode("ascii"), time.monotonic()
+            else:
+                self._parsing_since = 0.0
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
             process = self._process
             assert process is not None
-            since = self._parsing_since.value
+            self._read_progress()
+            since = self._parsing_since
             overdue = since and time.monotonic() - since > self.parse_time_limit
-            if process.is_alive() and not overdue:
+            alive = process.poll() is None
+            if alive and not overdue:
                 continue
-            if process.is_alive():
+            if alive:
                 log.error("a parse ran over %ss; restarting the ingester", self.parse_time_limit)
                 process.kill()
-            process.join(5)
+            process.wait(5)
+            self._read_progress()  # what it said before it died
+            since = self._parsing_since
             if self._stopping.is_set():
                 return
-            if process.exitcode == _LOCK_HELD_EXIT:
+            if process.returncode == _LOCK_HELD_EXIT:
                 log.error("another process ingests this data folder; this one stops ingesting")
                 return
             if since:
-                spool_id = self._parsing_id.value.decode("ascii")
+                spool_id = self._parsing_id
                 # Over the time limit, the entry is judged at once; a worker
                 # that died on it gets it once more before it is set aside.
                 if overdue or self.spool.crashed_before(spool_id):
-                    log.error("marking %s as poison (exit code %s)", spool_id, process.exitcode)
+                    log.error("marking %s as poison (exit code %s)", spool_id, process.returncode)
                     self.spool.mark_poison(spool_id)
                 else:
                     log.warning(
-                        "the ingester died while parsing %s (exit code %s); trying it again", spool_id, process.exitcode
+                        "the ingester died while parsing %s (exit code %s); trying it again",
+                        spool_id,
+                        process.returncode,
                     )
             self.restarts += 1
             time.sleep(min(5.0, 0.2 * self.restarts))
             self._spawn()
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1:])

@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from ..config import address_in
 from .once import OnceStore
 from .signin import ExternalIdentity, SignInRefused
@@ -66,6 +64,8 @@ class GroupwareApi:
     timeout: float = 10.0
 
     def login_id(self, access_key: str) -> str:
+        import requests  # only where this mode is on (memory of every process)
+
         try:
             response = requests.post(
                 self.url, data={"action": self.action}, headers={"X-Desknets-Auth": access_key}, timeout=self.timeout
