@@ -12,16 +12,38 @@ import shutil
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from joserfc.jwk import KeySet, RSAKey
 
-from tests.conftest import apt_install, free_port, require
+from mailintake.config import Settings
+from mailintake.services import Services, build_services
+from tests.conftest import ServiceThread, apt_install, free_port, require
+from tests.factories import designate
+from tests.web import add_user
 
 HERE = Path(__file__).parent / "idp"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mailintake-tests"
+
+
+@contextmanager
+def signin_site(settings: Settings) -> Iterator[tuple[Services, ServiceThread]]:
+    """The running service with 総務課's address, the clerk tanaka (no
+    password needed) and a system administrator to read the audit log."""
+    services = build_services(settings)
+    designate(services, "soumu@city.example.jp", "総務課")
+    add_user(services, "tanaka", ["総務課"])
+    add_user(services, "admin", [], role="system_admin")
+    service = ServiceThread(settings).start()
+    try:
+        yield services, service
+    finally:
+        service.stop()
+        services.close()
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:

@@ -20,11 +20,9 @@ from joserfc import jwt
 from mailintake.config import Settings
 from mailintake.people.oidc import OidcClient
 from mailintake.people.signin import SignInRefused
-from mailintake.services import Services, build_services
+from mailintake.services import Services
 from tests.conftest import ServiceThread, free_port
-from tests.factories import designate
-from tests.idp import OidcProvider, start_oidc_provider, stop
-from tests.web import add_user
+from tests.idp import OidcProvider, signin_site, start_oidc_provider, stop
 
 HTTP_PORT = free_port()  # one address for the whole module: the provider knows it
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
@@ -48,14 +46,8 @@ def site(make_settings: Any, provider: OidcProvider, tmp_path: Path) -> Iterator
         oidc_client_id="mailintake",
         oidc_client_secret_file=str(secret),
     )
-    services = build_services(settings)
-    designate(services, "soumu@city.example.jp", "総務課")
-    add_user(services, "tanaka", ["総務課"])
-    add_user(services, "admin", [], role="system_admin")
-    service = ServiceThread(settings).start()
-    yield services, service
-    service.stop()
-    services.close()
+    with signin_site(settings) as started:
+        yield started
 
 
 def follow(client: httpx.Client, response: httpx.Response, until: str | None = None) -> httpx.Response:

@@ -20,9 +20,8 @@ from mailintake.people.saml import SamlSP
 from mailintake.services import Services, build_services
 from tests.conftest import ServiceThread, free_port, wait_for
 from tests.factories import designate, make_user
-from tests.idp import SamlIdP, start_saml_idp, stop
+from tests.idp import SamlIdP, signin_site, start_saml_idp, stop
 from tests.mails import make_message, send
-from tests.web import add_user
 
 HTTP_PORT = free_port()
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
@@ -46,14 +45,8 @@ def site(make_settings: Any, idp: SamlIdP) -> Iterator[tuple[Services, ServiceTh
         saml_user_attribute="uid",
         portal_url="http://portal.invalid/",
     )
-    services = build_services(settings)
-    designate(services, "soumu@city.example.jp", "総務課")
-    add_user(services, "tanaka", ["総務課"])
-    add_user(services, "admin", [], role="system_admin")
-    service = ServiceThread(settings).start()
-    yield services, service
-    service.stop()
-    services.close()
+    with signin_site(settings) as started:
+        yield started
 
 
 def follow(client: httpx.Client, response: httpx.Response) -> httpx.Response:
