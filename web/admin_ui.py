@@ -20,18 +20,13 @@ from ..operations.probing import send_probe, wait_for_probe
 from ..records import audit as audit_module
 from .downloads import content_disposition
 from .pages import Handler, client_address, field, form_of, page, path_int, session_of
-from .ui import WebUI
+from .ui import PageSet
 
 PROBE_TIMEOUT = 30.0
 DAILY_DAYS = 7
 
 
-class AdminUI:
-    def __init__(self, ui: WebUI) -> None:
-        self.ui = ui
-        self.services = ui.services
-        self.render = ui.render
-
+class AdminUI(PageSet):
     def routes(self) -> list[Route]:
         s = self.services
 

@@ -21,15 +21,10 @@ from ..records.registry import Amendment, RegistrationRequest
 from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from .downloads import content_disposition
 from .pages import Handler, client_address, field, form_of, form_text, page, path_int, session_of
-from .ui import WebUI
+from .ui import PageSet
 
 
-class RegistrationPages:
-    def __init__(self, ui: WebUI) -> None:
-        self.ui = ui
-        self.services = ui.services
-        self.render = ui.render
-
+class RegistrationPages(PageSet):
     def routes(self) -> list[Route]:
         s = self.services
 

@@ -18,7 +18,7 @@ from ..errors import NotFound
 from ..people.sessions import SESSION_COOKIE, ActiveSession
 from ..people.signin import METHOD_LABELS, ExternalIdentity, SignInRefused
 from .pages import client_address, page, safe_next, session_of
-from .ui import WebUI
+from .ui import PageSet, WebUI
 
 if TYPE_CHECKING:
     from ..people.oidc import OidcClient
@@ -27,10 +27,9 @@ if TYPE_CHECKING:
 OIDC_BINDING_COOKIE = "mailintake_oidc"
 
 
-class SignInPages:
+class SignInPages(PageSet):
     def __init__(self, ui: WebUI) -> None:
-        self.ui = ui
-        self.services = ui.services
+        super().__init__(ui)
         self.sso = ui.services.sso
 
     def routes(self) -> list[Route]:

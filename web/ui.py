@@ -379,3 +379,13 @@ def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeErro
         status_code=exc.http_status,
         headers=headers,
     )
+
+
+class PageSet:
+    """A group of pages beside the clerks' (administration, registration,
+    sign-in): the same services, the same rendering."""
+
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+        self.services = ui.services
+        self.render = ui.render
