@@ -54,12 +54,7 @@ def wareki_datetime(moment: dt.datetime) -> str:
     return f"{wareki(local.date())}（{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
 
 
-def short_datetime(moment: dt.datetime, today: dt.date | None = None) -> str:
-    """For lists: 14:05 today, 11/20 14:05 this year, 2025/11/20 otherwise."""
+def list_datetime(moment: dt.datetime) -> str:
+    """For lists, in full as people write it: 2026年12月1日(火) 9:05."""
     local = to_jst(moment)
-    today = today or dt.datetime.now(JST).date()
-    if local.date() == today:
-        return f"{local:%H:%M}"
-    if local.year == today.year:
-        return f"{local.month}/{local.day} {local:%H:%M}"
-    return f"{local:%Y/%m/%d}"
+    return f"{local.year}年{local.month}月{local.day}日({WEEKDAYS[local.weekday()]}) {local.hour}:{local:%M}"

@@ -356,3 +356,19 @@ def test_counts_stop_at_the_cap_and_say_so(services: Services, clerks: dict[str,
     assert sum(searched.by_status.values()) == 3 and searched.at_least == set(searched.by_status)
     exact = services.inbox.counts(clerks["sato"], InboxFilter(q="防災"), cap=10)
     assert exact.by_status == {"new": 3, "registered": 0, "dismissed": 0} and not exact.at_least
+
+
+def test_lists_give_dates_as_people_write_them(services: Services, service: ServiceThread, browsers: Any) -> None:
+    """受信一覧, the audit log and the address list: 2026年12月1日(火) 9:05 (Japan time)."""
+    add_user(services, "kanri", [], role="system_admin")
+    received = dt.datetime(2026, 12, 1, 0, 5, tzinfo=dt.UTC)  # 9:05 in Japan
+    message_id = stored_message(services, SOUMU, subject="日付の表示", received_at=received)
+    browser = browsers(service.base_url)
+    browser.login("kanri")
+    listing = browser.get("/messages").text
+    assert "2026年12月1日(火) 9:05" in listing
+    assert browser.get(f"/messages/{message_id}/source").status_code == 200  # an audited view
+    today = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=9)))
+    weekday = "月火水木金土日"[today.weekday()]
+    assert f"{today.year}年{today.month}月{today.day}日({weekday}) " in browser.get("/admin/audit").text
+    assert "2026年12月1日(火) 9:05" in browser.get("/admin/addresses").text

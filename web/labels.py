@@ -82,7 +82,7 @@ def install_filters(templates: Jinja2Templates) -> None:
     env = templates.env
     env.filters["wareki"] = jpdates.wareki
     env.filters["wareki_datetime"] = jpdates.wareki_datetime
-    env.filters["short_datetime"] = jpdates.short_datetime
+    env.filters["list_datetime"] = jpdates.list_datetime
     env.filters["jst_date"] = jpdates.jst_date
     env.filters["jst_seconds"] = lambda moment: jpdates.to_jst(moment).strftime("%Y-%m-%d %H:%M:%S")
     env.filters["filesize"] = filesize
