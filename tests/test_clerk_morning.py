@@ -372,3 +372,35 @@ def test_lists_give_dates_as_people_write_them(services: Services, service: Serv
     weekday = "月火水木金土日"[today.weekday()]
     assert f"{today.year}年{today.month}月{today.day}日({weekday}) " in browser.get("/admin/audit").text
     assert "2026年12月1日(火) 9:05" in browser.get("/admin/addresses").text
+
+
+def test_the_form_keeps_the_lists_order_and_numbers_follow_arrival(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "tanaka", ["総務課"])
+    older = stored_message(
+        services, SOUMU, subject="先に届いた通知", received_at=dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
+    )
+    newer = stored_message(
+        services, SOUMU, subject="後に届いた通知", received_at=dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC)
+    )
+    browser = browsers(service.base_url)
+    browser.login("tanaka")
+    listing = browser.get("/messages").text  # newest first
+    assert listing.index("後に届いた通知") < listing.index("先に届いた通知")
+    form = browser.get(f"/register?id={newer}&id={older}").text
+    assert form.index("後に届いた通知") < form.index("先に届いた通知")  # as in the list
+    rows: list[tuple[str, Any]] = []
+    for message_id in (newer, older):
+        rows += [
+            ("message_id", message_id),
+            (f"subject_{message_id}", f"通知{message_id}"),
+            (f"sender_{message_id}", "山田"),
+            (f"received_on_{message_id}", "2026-12-01"),
+            (f"retention_{message_id}", "5年"),
+        ]
+    assert browser.post("/register", rows).status_code == 303
+    tanaka = services.accounts.by_username("tanaka")
+    section_id = tanaka.sections[0].id
+    numbers = {r.message_id: r.receipt_number for r in services.registry.book(tanaka, section_id, 2026)}
+    assert numbers == {older: "総務第1号", newer: "総務第2号"}  # in the order the mails came

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from .. import jpdates
 from ..errors import BadRequest, NotFound
+from ..people.accounts import UserInfo
 from ..people.sessions import CSRF_FIELD
 from ..records.book import book_csv
 from ..records.registry import Amendment, RegistrationRequest
@@ -70,8 +71,9 @@ class RegistrationPages(PageSet):
     ) -> Response:
         """The form for ``ids``; after an error, with everything typed kept."""
         user = session_of(request).user
-        # Numbers are given in form order: oldest mail first.
-        messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: (m.received_at, m.id))
+        # Rows as the list showed them (the selection arrives in list order).
+        position = {message_id: n for n, message_id in enumerate(ids)}
+        messages = sorted(self.services.inbox.messages(user, ids), key=lambda m: position.get(m.id, len(ids)))
         return self.render(
             request,
             "register.html",
@@ -90,7 +92,7 @@ class RegistrationPages(PageSet):
         form = form_of(request)
         ids = self._selected_ids([v for v in form.getlist("message_id") if isinstance(v, str)])
         try:
-            requests = [self._registration_request(form, message_id) for message_id in ids]
+            requests = [self._registration_request(form, message_id) for message_id in self._oldest_first(user, ids)]
             created, taken = self.services.registry.register_available(user, requests, client_address(request))
         except BadRequest as exc:
             typed = [(k, v) for k, v in form.multi_items() if isinstance(v, str) and k != CSRF_FIELD]
@@ -98,6 +100,11 @@ class RegistrationPages(PageSet):
             return self._register_page(request, ids, dict(typed), chosen, str(exc))
         query = [("id", r.id) for r in created] + [("taken", t.message_id) for t in taken]
         return RedirectResponse("/registered?" + urlencode(query), status_code=303)
+
+    def _oldest_first(self, user: UserInfo, ids: list[int]) -> list[int]:
+        """収受番号 follow the order the mails came in, whatever the rows' order."""
+        received = {m.id: (m.received_at, m.id) for m in self.services.inbox.messages(user, ids)}
+        return sorted(ids, key=lambda message_id: received[message_id])
 
     def _registration_request(self, form: FormData, message_id: int) -> RegistrationRequest:
         def value(name: str) -> str:
