@@ -98,6 +98,10 @@ class Address(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    @property
+    def section_name(self) -> str:
+        return self.section.name if self.section is not None else ""
+
 
 class Message(Base):
     """One received mail for one designated address."""

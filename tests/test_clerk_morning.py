@@ -404,3 +404,15 @@ def test_the_form_keeps_the_lists_order_and_numbers_follow_arrival(
     section_id = tanaka.sections[0].id
     numbers = {r.message_id: r.receipt_number for r in services.registry.book(tanaka, section_id, 2026)}
     assert numbers == {older: "総務第1号", newer: "総務第2号"}  # in the order the mails came
+
+
+def test_the_mail_and_the_form_name_the_section_of_the_address(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "tanaka", ["総務課"])
+    message_id = stored_message(services, SOUMU, subject="担当課の表示")
+    browser = browsers(service.base_url)
+    browser.login("tanaka")
+    assert f"{SOUMU}（総務課）" in browser.get(f"/messages/{message_id}").text
+    form = browser.get(f"/register?id={message_id}").text
+    assert re.search(r"<label>担当課</label>\s*<span>総務課</span>", form)

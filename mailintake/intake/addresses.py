@@ -97,7 +97,7 @@ class AddressService:
             return [
                 AddressInfo(
                     row.address,
-                    row.section.name if row.section else "",
+                    row.section_name,
                     row.label,
                     row.enabled,
                     int(n),

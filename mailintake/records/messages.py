@@ -85,7 +85,7 @@ def _detail(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
         "address": message.address.address,
-        "section": message.address.section.name if message.address.section else "",
+        "section": message.address.section_name,
         "received_at": message.received_at.isoformat(),
         "envelope": {
             "mail_from": message.mail_from,
