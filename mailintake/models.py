@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -346,8 +347,15 @@ class Registration(Base):
     remarks: Mapped[str] = mapped_column(Text, default="")
     # 先方文書番号: the sender's own number for the document (8総総第123号).
     sender_reference: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    # 回答期限, when the document asks for an answer.
+    # 要回答 and 回答期限, when the document asks for an answer.
+    reply_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reply_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    # 発信者: 組織名 beside the person's name (``sender``).
+    sender_org: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # 文書日付: the date written on the document, not 収受日.
+    document_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    # 受付方法: 電子メール, or a paper route entered by hand (郵送, 持参, FAX).
+    receipt_method: Mapped[str] = mapped_column(String(20), default="電子メール", server_default="電子メール")
     attachment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=RegistrationStatus.ACTIVE)
     registered_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -361,6 +369,19 @@ class Registration(Base):
     acked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     acked_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+class SenderEntry(Base):
+    """The sender directory the clerks grow as they register: a mail
+    address (or ``@domain`` for the organisation alone) → 組織名 and 氏名,
+    to prefill the next registration from the same sender."""
+
+    __tablename__ = "sender_directory"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    organisation: Mapped[str] = mapped_column(Text, default="")
+    name: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RegistrationEvent(Base):

@@ -108,9 +108,15 @@ class TestFeed:
             jsonschema.validate(item["registration"], registration_schema())
         first = items[0]["registration"]
         assert first["receipt_number"] == {"formatted": "総務第1号", "symbol": "総務", "fiscal_year": 2026, "number": 1}
-        assert first["sender"] == {"name": "山田　太郎", "address": "yamada@example.co.jp"}  # U+3000 kept
+        assert first["sender"] == {
+            "name": "山田　太郎",
+            "organisation": "",
+            "address": "yamada@example.co.jp",
+        }  # U+3000 kept
         assert first["sender_reference"] == "8総総第123号"
         assert first["reply_due"] == "2026-12-04"
+        assert first["reply_required"] is True  # a 回答期限 asks for an answer
+        assert (first["receipt_method"], first["document_date"]) == ("電子メール", None)
         assert first["section"]["name"] == "総務課"
         assert first["source"]["message_id"] == ids[0]
         # Each item carries the record as it is now.

@@ -212,6 +212,11 @@ class TestUpgradeFromThePreviousRelease:
         assert schema.status(engine).state is schema.State.CURRENT
         assert snapshot(engine, words, columns) == before
         assert address_sections(engine) == sections_before  # 0006: names became ids
+        with engine.connect() as conn:  # 0007: made from mail, an answer only with a due date
+            fields = conn.execute(text("SELECT receipt_method, reply_required, reply_due FROM registrations")).all()
+        assert fields and all(
+            method == "電子メール" and bool(asks) == (due is not None) for method, asks, due in fields
+        )
 
         assert mailintake_cli(settings, "db", "downgrade", schema.BASELINE).returncode == 0
         assert schema.status(engine).current == schema.BASELINE

@@ -5,6 +5,7 @@ the 収受簿 with its CSV."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from ..errors import BadRequest, NotFound
 from ..people.accounts import UserInfo
 from ..people.sessions import CSRF_FIELD
 from ..records.book import book_csv
+from ..records.registrations import RECEIPT_METHODS
 from ..records.registry import Amendment, RegistrationRequest
 from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from .downloads import content_disposition
@@ -79,6 +81,8 @@ class RegistrationPages(PageSet):
             "register.html",
             status_code=400 if error else 200,
             messages=messages,
+            senders=self.services.registry.sender_guesses([(m.id, m.from_address, m.from_name) for m in messages]),
+            receipt_methods=RECEIPT_METHODS,
             classifications=self.services.registry.classifications(),
             retention_periods=self.services.settings.retention_periods,
             error=error,
@@ -134,6 +138,7 @@ class RegistrationPages(PageSet):
             attachment_ids=attachment_ids,
             sender_reference=value("sender_reference"),
             reply_due=_optional_date(value("reply_due"), "回答期限"),
+            **_details(value),
         )
 
     def amend_form(self, request: Request) -> Response:
@@ -142,6 +147,7 @@ class RegistrationPages(PageSet):
             request,
             "amend.html",
             r=registration,
+            receipt_methods=RECEIPT_METHODS,
             classifications=self.services.registry.classifications(),
             retention_periods=self.services.settings.retention_periods,
         )
@@ -163,6 +169,7 @@ class RegistrationPages(PageSet):
                 remarks=value("remarks"),
                 sender_reference=value("sender_reference"),
                 reply_due=_optional_date(value("reply_due"), "回答期限"),
+                **_details(value),
             ),
             client_address(request),
         )
@@ -262,7 +269,17 @@ class RegistrationPages(PageSet):
 
 
 # Fields the registration form's 一括設定 may give every row.
-BATCH = ("classification", "retention")
+BATCH = ("classification", "retention", "receipt_method")
+
+
+def _details(value: Callable[[str], str]) -> dict[str, Any]:
+    """組織名, 文書日付, 受付方法 and 要回答, as the registration and 訂正 forms send them."""
+    return {
+        "sender_org": value("sender_org"),
+        "document_date": _optional_date(value("document_date"), "文書日付"),
+        "receipt_method": value("receipt_method") or RECEIPT_METHODS[0],
+        "reply_required": value("reply_required") == "1",
+    }
 
 
 def _ids(values: list[str]) -> list[int]:

@@ -77,9 +77,16 @@ def _record(
         },
         "received_on": registration.received_on.isoformat(),
         "subject": registration.subject,
-        "sender": {"name": registration.sender, "address": message.from_address},
+        "sender": {
+            "name": registration.sender,
+            "organisation": registration.sender_org,
+            "address": message.from_address,
+        },
         "sender_reference": registration.sender_reference,
         "reply_due": registration.reply_due.isoformat() if registration.reply_due else None,
+        "reply_required": registration.reply_required,
+        "document_date": registration.document_date.isoformat() if registration.document_date else None,
+        "receipt_method": registration.receipt_method,
         "classification": (
             {
                 "id": registration.classification_id,

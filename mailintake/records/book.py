@@ -27,6 +27,10 @@ BOOK_COLUMNS = (
     "先方文書番号",
     "回答期限",
     "連携",
+    "発信者組織名",
+    "文書日付",
+    "受付方法",
+    "要回答",
 )
 
 
@@ -52,6 +56,10 @@ def _book_row(row: RegistrationInfo) -> list[Any]:
         row.sender_reference,
         jpdates.wareki(row.reply_due) if row.reply_due else "",
         handoff_label(row),
+        row.sender_org,
+        jpdates.wareki(row.document_date) if row.document_date else "",
+        row.receipt_method,
+        "要" if row.reply_required else "",
     ]
 
 

@@ -16,6 +16,9 @@ from .. import jpdates
 from ..errors import ConfigError
 from ..models import ReceiptCounter, RegistrationStatus
 
+# 受付方法: a mail is 電子メール; paper that arrives otherwise is entered by hand.
+RECEIPT_METHODS = ("電子メール", "郵送", "持参", "FAX")
+
 
 @dataclass(frozen=True)
 class RegistrationRequest:
@@ -29,6 +32,10 @@ class RegistrationRequest:
     attachment_ids: Sequence[int] = field(default_factory=tuple)
     sender_reference: str = ""
     reply_due: dt.date | None = None
+    sender_org: str = ""
+    document_date: dt.date | None = None
+    receipt_method: str = "電子メール"
+    reply_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,10 @@ class Amendment:
     remarks: str = ""
     sender_reference: str = ""
     reply_due: dt.date | None = None
+    sender_org: str = ""
+    document_date: dt.date | None = None
+    receipt_method: str = "電子メール"
+    reply_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class RegistrationInfo:
     classification_id: int | None = None
     sender_reference: str = ""
     reply_due: dt.date | None = None
+    sender_org: str = ""
+    document_date: dt.date | None = None
+    receipt_method: str = "電子メール"
+    reply_required: bool = False
     # The document system's acknowledgement of the newest event, if given.
     handed_off_at: dt.datetime | None = None
     handoff_pending: bool = False

@@ -29,9 +29,10 @@ from ..models import (
 )
 from ..people.accounts import UserInfo
 from ..people.visibility import visible_message
-from . import audit, classifications, events
+from . import audit, classifications, events, senders
 from .messages import contains_text
 from .registrations import (
+    RECEIPT_METHODS,
     Amendment,
     RegistrationInfo,
     RegistrationRequest,
@@ -108,6 +109,12 @@ class Registry:
             ids = [registration.id for registration in created]
         return [self.get(user, registration_id) for registration_id in ids], taken
 
+    def sender_guesses(self, mails: Sequence[tuple[int, str, str]]) -> dict[int, senders.SenderGuess]:
+        """Per mail (id, from address, display name): the 組織名 and 氏名 to
+        prefill, from the sender directory."""
+        with Session(self.engine) as session:
+            return {mail_id: senders.guess(session, address, name) for mail_id, address, name in mails}
+
     def _numbered(
         self,
         session: Session,
@@ -133,18 +140,12 @@ class Registry:
             number=number,
             receipt_number=format_receipt_number(self.number_format, section.symbol, fiscal_year, number),
             received_on=request.received_on,
-            subject=request.subject.strip(),
-            sender=request.sender.strip(),
-            classification_id=request.classification_id,
-            classification_path=classifications.path_of(session, request.classification_id),
-            retention=request.retention,
-            remarks=request.remarks.strip(),
-            sender_reference=request.sender_reference.strip(),
-            reply_due=request.reply_due,
             attachment_ids=_document_attachments(session, message.id, request.attachment_ids),
             registered_by=user.id,
             registered_at=now,
         )
+        _describe(session, registration, request)
+        senders.remember(session, message.from_address, registration.sender_org, registration.sender)
         session.add(registration)
         session.flush()
         audit.record(
@@ -168,12 +169,16 @@ class Registry:
             raise BadRequest(f"保存期間は {'・'.join(self.retention_periods)} から選んでください")
         if len(request.sender_reference.strip()) > 200:
             raise BadRequest("先方文書番号は200文字以内で入力してください")
+        if request.receipt_method not in RECEIPT_METHODS:
+            raise BadRequest(f"受付方法は {'・'.join(RECEIPT_METHODS)} から選んでください")
         if isinstance(request, RegistrationRequest):
             received_on = request.received_on
             if received_on > jpdates.jst_date(self.clock()):
                 raise BadRequest("収受日に未来の日付は指定できません")
         if request.reply_due is not None and received_on is not None and request.reply_due < received_on:
             raise BadRequest("回答期限が収受日より前になっています")
+        if request.document_date is not None and received_on is not None and request.document_date > received_on:
+            raise BadRequest("文書日付が収受日より後になっています（文書に書かれた日付を入力してください）")
 
     def amend(
         self, user: UserInfo, registration_id: int, amendment: Amendment, client_address: str = ""
@@ -188,15 +193,7 @@ class Registry:
             if registration.status == RegistrationStatus.CANCELLED:
                 raise Conflict(f"{registration.receipt_number} は取り消されているため訂正できません")
             self._validate(amendment, registration.received_on)
-            registration.subject = amendment.subject.strip()
-            registration.sender = amendment.sender.strip()
-            registration.retention = amendment.retention
-            if amendment.classification_id != registration.classification_id:
-                registration.classification_id = amendment.classification_id
-                registration.classification_path = classifications.path_of(session, amendment.classification_id)
-            registration.remarks = amendment.remarks.strip()
-            registration.sender_reference = amendment.sender_reference.strip()
-            registration.reply_due = amendment.reply_due
+            _describe(session, registration, amendment)
             audit.record(
                 session,
                 user,
@@ -362,6 +359,24 @@ def _document_attachments(session: Session, message_id: int, wanted: Sequence[in
     return sorted(found)
 
 
+def _describe(session: Session, registration: Registration, given: RegistrationRequest | Amendment) -> None:
+    """The fields a clerk writes, at registration and at 訂正 alike."""
+    registration.subject = given.subject.strip()
+    registration.sender = given.sender.strip()
+    registration.sender_org = given.sender_org.strip()
+    if registration.classification_path is None or given.classification_id != registration.classification_id:
+        registration.classification_path = classifications.path_of(session, given.classification_id)
+    registration.classification_id = given.classification_id
+    registration.retention = given.retention
+    registration.remarks = given.remarks.strip()
+    registration.sender_reference = given.sender_reference.strip()
+    registration.document_date = given.document_date
+    registration.receipt_method = given.receipt_method
+    # A 回答期限 means an answer is asked for.
+    registration.reply_required = given.reply_required or given.reply_due is not None
+    registration.reply_due = given.reply_due
+
+
 def _info(session: Session, registration: Registration) -> RegistrationInfo:
     registered_by = session.get(User, registration.registered_by)
     return RegistrationInfo(
@@ -387,6 +402,10 @@ def _info(session: Session, registration: Registration) -> RegistrationInfo:
         classification_id=registration.classification_id,
         sender_reference=registration.sender_reference,
         reply_due=registration.reply_due,
+        sender_org=registration.sender_org,
+        document_date=registration.document_date,
+        receipt_method=registration.receipt_method,
+        reply_required=registration.reply_required,
         handed_off_at=registration.acked_at if registration.acked_seq else None,
         handoff_pending=events.pending(registration),
     )
