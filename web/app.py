@@ -24,6 +24,7 @@ from ..errors import MailintakeError
 from ..models import MAX_ROW_ID
 from ..operations.metrics import render as render_metrics
 from ..people.sessions import SESSION_COOKIE
+from ..records import search
 from ..services import Services
 from . import STATIC_DIR, TEMPLATE_DIR
 from .admin_ui import AdminUI
@@ -82,7 +83,17 @@ def health(services: Services) -> dict[str, Any]:
         "database": database_reachable(services.engine),
         "spool_writable": services.spool.writable(),
         "backlog": backlog,
+        "search_index": _search_index(services),
     }
+
+
+def _search_index(services: Services) -> str:
+    """fts5 (SQLite), rum (PostgreSQL, newest matches first) or gin."""
+    try:
+        with services.engine.connect() as conn:
+            return search.index_kind(conn)
+    except SQLAlchemyError:
+        return "unknown"
 
 
 def create_app(services: Services) -> Starlette:

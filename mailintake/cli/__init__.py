@@ -201,6 +201,20 @@ def db_history(settings: Settings) -> None:
         click.echo(f"{revision}{' (head)' if revision == head else ''}\t{doc}")
 
 
+@db.command("search-index")
+@common_options
+def db_search_index(settings: Settings) -> None:
+    """PostgreSQL: build the index that returns search matches newest first
+    (needs the RUM extension, Debian's postgresql-NN-rum); says which index
+    searches use."""
+    from ..records import search
+
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        search.create_ordered_index(conn)
+        click.echo(f"search index: {search.index_kind(conn)}")
+
+
 def main() -> None:
     # Mail is personal data: whatever the caller's umask, every file and
     # folder this process creates is the service account's alone.

@@ -11,7 +11,10 @@ finds カタカナ and 〜 finds ～.
 SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
 (FTS5's own trigram tokenizer needs three characters, and SQLite 3.40's LIKE
 on it is broken). PostgreSQL: a ``tsvector`` column with a GIN index in the
-'simple' configuration (pg_trgm cannot index two-character words).
+'simple' configuration (pg_trgm cannot index two-character words), and,
+where the RUM extension is installed, a RUM index that carries each mail's
+received time: it returns matches newest first, so a list page stops after
+the newest few instead of hashing every match (:func:`newest_matches`).
 
 The index is filled by the ingester's process while the spool is empty, in
 small batches, never inside an ingestion transaction (indexing there halved
@@ -23,11 +26,13 @@ fresh mail.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, or_, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..mail import charsets
@@ -96,7 +101,7 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         # large the table and whatever the planner's statistics say.
         rows = conn.execute(
             text(
-                "SELECT m.id, m.subject, m.from_name, m.from_address, m.text_body"
+                "SELECT m.id, m.received_at, m.subject, m.from_name, m.from_address, m.text_body"
                 " FROM (SELECT id FROM messages WHERE id > :low ORDER BY id LIMIT :window) c"
                 " JOIN messages m ON m.id = c.id"
                 # NOT EXISTS, not NOT IN: PostgreSQL runs NOT IN over a large
@@ -119,6 +124,7 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         values = [
             {
                 "id": row.id,
+                "received_at": row.received_at,
                 "terms": index_terms(
                     [row.subject, row.from_name, row.from_address, row.text_body, *names.get(row.id, [])]
                 ),
@@ -126,10 +132,16 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
             for row in rows
         ]
         if conn.dialect.name == "sqlite":
-            conn.execute(text("INSERT INTO message_search(rowid, terms) VALUES (:id, :terms)"), values)
+            conn.execute(
+                text("INSERT INTO message_search(rowid, terms) VALUES (:id, :terms)"),
+                [{"id": v["id"], "terms": v["terms"]} for v in values],
+            )
         else:
             conn.execute(
-                text("INSERT INTO message_search(message_id, terms) VALUES (:id, to_tsvector('simple', :terms))"),
+                text(
+                    "INSERT INTO message_search(message_id, terms, received_at)"
+                    " VALUES (:id, to_tsvector('simple', :terms), :received_at)"
+                ),
                 values,
             )
         new_mark = max(mark, max(row.id for row in rows))
@@ -172,15 +184,17 @@ def condition(conn: Connection, query: str) -> ColumnElement[bool] | None:
         # two-character word matches a quarter of all mail, and without the
         # hash PostgreSQL runs the index subquery once per listed row.
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
-    mark = watermark(conn)
-    indexed = _index_condition(dialect, runs)
+    return or_(_index_condition(dialect, runs), fresh_condition(conn, query))
+
+
+def fresh_condition(conn: Connection, query: str) -> ColumnElement[bool]:
+    """The messages the indexer has not reached yet that contain ``query``:
+    a best effort (no NFKC, no case folding) for the seconds before the
+    indexer catches up."""
     # Stored text has the decoder's normalisation (charsets.normalize), not NFKC.
     words = [w for w in charsets.normalize(query).split() if any(ch.isalnum() for ch in w)]
     columns = [Message.subject, Message.from_name, Message.from_address, Message.text_body]
-    fresh = [contains_text(columns, word) for word in words]
-    # A best effort (no NFKC, no case folding) for the seconds before the
-    # indexer catches up.
-    return or_(indexed, (Message.id > mark) & _all(fresh))
+    return (Message.id > watermark(conn)) & _all([contains_text(columns, word) for word in words])
 
 
 def _all(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -196,6 +210,13 @@ def _index_condition(dialect: str, runs: list[list[str]]) -> ColumnElement[bool]
         return text(  # type: ignore[return-value]
             "messages.id IN (SELECT rowid FROM message_search WHERE message_search MATCH :fts)"
         ).bindparams(bindparam("fts", expression))
+    tsquery, params = _tsquery(runs)
+    return text(  # type: ignore[return-value]
+        f"messages.id IN (SELECT message_id FROM message_search WHERE terms @@ ({tsquery}))"
+    ).bindparams(**params)
+
+
+def _tsquery(runs: list[list[str]]) -> tuple[str, dict[str, Any]]:
     # phraseto_tsquery parses the bigram string exactly as to_tsvector did,
     # so both sides agree on lexemes and positions.
     parts: list[str] = []
@@ -207,9 +228,7 @@ def _index_condition(dialect: str, runs: list[list[str]]) -> ColumnElement[bool]
         else:
             parts.append(f"phraseto_tsquery('simple', :tsq{i})")
             params[f"tsq{i}"] = " ".join(run)
-    return text(  # type: ignore[return-value]
-        "messages.id IN (SELECT message_id FROM message_search WHERE terms @@ (" + " && ".join(parts) + "))"
-    ).bindparams(**params)
+    return " && ".join(parts), params
 
 
 def _tsquery_prefix(char: str) -> str:
@@ -224,3 +243,100 @@ def _fts5_term(run: list[str]) -> str:
 
 def _fts5_string(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
+
+
+# -- PostgreSQL: matches newest first (RUM) ------------------------------------------
+
+RUM_INDEX = "ix_message_search_rum"
+# Far enough ahead of any mail: the distance from it orders newest first.
+_FAR_FUTURE = dt.datetime(2200, 1, 1)
+
+
+def rum_schema(conn: Connection) -> str | None:
+    """The schema of the RUM extension when the ordered index exists here."""
+    if conn.dialect.name != "postgresql":
+        return None
+    row = conn.execute(
+        text(
+            "SELECT e.extnamespace::regnamespace::text FROM pg_extension e WHERE e.extname = 'rum'"
+            " AND EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = :index AND schemaname = current_schema())"
+        ),
+        {"index": RUM_INDEX},
+    ).first()
+    return str(row[0]) if row else None
+
+
+def index_kind(conn: Connection) -> str:
+    """What a search uses here: fts5 (SQLite), rum or gin (PostgreSQL)."""
+    if conn.dialect.name == "sqlite":
+        return "fts5"
+    return "rum" if rum_schema(conn) else "gin"
+
+
+def create_ordered_index(conn: Connection) -> bool:
+    """The RUM index, when the extension can be had (Debian: postgresql-NN-rum)
+    and this role may create it; False leaves the GIN path in use."""
+    if conn.dialect.name != "postgresql":
+        return False
+    if rum_schema(conn):
+        return True
+    available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'")).first()
+    if not available:
+        return False
+    # In public where there is one: the extension is per database, the
+    # service's tables may live in a schema of their own.
+    public = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")).first()
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS rum" + (" SCHEMA public" if public else "")))
+    except DBAPIError:
+        return (
+            False  # not allowed here: an administrator can run CREATE EXTENSION rum, then `mailintake db search-index`
+        )
+    schema = conn.execute(
+        text("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'rum'")
+    ).scalar()
+    conn.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {RUM_INDEX} ON message_search"
+            f" USING rum (terms {schema}.rum_tsvector_addon_ops, received_at)"
+            " WITH (attach = 'received_at', to = 'terms')"
+        )
+    )
+    return True
+
+
+def newest_matches(
+    conn: Connection,
+    query: str,
+    limit: int,
+    before: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+) -> list[tuple[int, dt.datetime]]:
+    """Up to ``limit`` indexed matches of ``query``, newest first, received
+    at or before ``before`` and at or after ``since``. PostgreSQL with the
+    RUM index only (:func:`rum_schema`)."""
+    schema = rum_schema(conn)
+    runs = query_runs(query)
+    if schema is None or not runs:
+        return []
+    tsquery, params = _tsquery(runs)
+    bounds = ""
+    if before is not None:
+        bounds += " AND received_at <= :before"
+        params["before"] = _naive_utc(before)
+    if since is not None:
+        bounds += " AND received_at >= :since"
+        params["since"] = _naive_utc(since)
+    rows = conn.execute(
+        text(
+            f"SELECT message_id, received_at FROM message_search WHERE terms @@ ({tsquery}){bounds}"
+            f" ORDER BY received_at OPERATOR({schema}.<=|) :anchor LIMIT :limit"
+        ),
+        {**params, "anchor": _FAR_FUTURE, "limit": limit},
+    ).all()
+    return [(int(message_id), received_at) for message_id, received_at in rows]
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
