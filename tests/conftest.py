@@ -128,36 +128,12 @@ def _own_cluster(tmp: Path) -> str | None:
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/test"
 
 
-def install_rum(url: str) -> bool:
-    """Debian's RUM extension for the server's major version (a local
-    server only); True when the server can create it."""
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            major = int(conn.execute(sqlalchemy.text("SHOW server_version_num")).scalar_one()) // 10000
-            query = sqlalchemy.text("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'")
-            if conn.execute(query).first():
-                return True
-        apt_install(f"postgresql-{major}-rum", f"/usr/share/postgresql/{major}/extension/rum.control")
-        with engine.connect() as conn:
-            return conn.execute(query).first() is not None
-    finally:
-        engine.dispose()
-
-
-def install_require_rum(url: str) -> None:
-    """For a test of the ordered search: the RUM extension, or a skip (a
-    failure under CI=true)."""
-    require(install_rum(url), "the PostgreSQL RUM extension is not installable here")
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The server named by MAILINTAKE_TEST_PG (default: the local one on
     5432 with database ``test``); if none answers, the machine's clusters
     are started, and failing that the tests install Debian's PostgreSQL and
-    run a cluster of their own. The RUM extension (ordered search) is
-    installed beside it, so that schemas made by the tests get its index."""
+    run a cluster of their own."""
     url = PG_ADMIN_URL
     if not _postgres_available(url):
         _start_installed_clusters()
@@ -165,7 +141,6 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         own = _own_cluster(Path(tempfile.mkdtemp(prefix="mailintake-pg-")))
         url = own or url
     require(_postgres_available(url), f"PostgreSQL not reachable at {url} and not installable")
-    install_rum(url)
     return url
 
 

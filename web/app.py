@@ -88,7 +88,7 @@ def health(services: Services) -> dict[str, Any]:
 
 
 def _search_index(services: Services) -> str:
-    """fts5 (SQLite), rum (PostgreSQL, newest matches first) or gin."""
+    """fts5 (SQLite), gin+time (PostgreSQL, newest mail searched first) or gin."""
     try:
         with services.engine.connect() as conn:
             return search.index_kind(conn)

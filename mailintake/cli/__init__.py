@@ -204,14 +204,15 @@ def db_history(settings: Settings) -> None:
 @db.command("search-index")
 @common_options
 def db_search_index(settings: Settings) -> None:
-    """PostgreSQL: build the index that returns search matches newest first
-    (needs the RUM extension, Debian's postgresql-NN-rum); says which index
+    """PostgreSQL: build the index over search terms and received time that
+    lets a search look at the newest mail first (needs the btree_gin
+    extension, which a database owner may create); says which index
     searches use."""
     from ..records import search
 
     engine = _engine(settings)
     with engine.begin() as conn:
-        search.create_ordered_index(conn)
+        search.create_time_index(conn)
         click.echo(f"search index: {search.index_kind(conn)}")
 
 

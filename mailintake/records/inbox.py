@@ -154,10 +154,9 @@ class AddressChoice:
     section: str
 
 
-# The ordered search's batches of matches: the first, and the most before a
-# search falls back to the GIN index (filters that keep very few matches).
-FIRST_BATCH = 200
-MAX_BATCH = 51_200
+# A search on PostgreSQL looks at the newest week of mail first, and doubles
+# the span until the page (or the capped count) is full or all mail is seen.
+FIRST_WINDOW = dt.timedelta(days=7)
 
 
 class Inbox:
@@ -235,34 +234,41 @@ class Inbox:
         wanted: InboxFilter,
         needed: int,
     ) -> list[Any] | None:
-        """A search newest first through PostgreSQL's ordered (RUM) index:
-        the newest matches are taken in growing batches until ``needed``
-        rows pass the other filters. Rows as old as the oldest of a batch
-        wait for the next one (a batch may end inside a run of equal
-        times), so nothing is skipped. None where there is no such index,
-        for the oldest-first order, or past ``MAX_BATCH`` matches."""
+        """A search newest first on PostgreSQL: the matches of the newest
+        week (before the cursor), then two, four… weeks, until ``needed``
+        rows pass the other filters or the span reaches the oldest mail.
+        Rows inside a span are all there, so the page is what searching
+        everything would give. None where there is no time index, or for the
+        oldest-first order."""
         conn = session.connection()
-        if not wanted.q or wanted.oldest_first or not self.ordered_search or search.rum_schema(conn) is None:
+        if not wanted.q or wanted.oldest_first or not self.ordered_search:
             return None
-        before = decode_cursor(wanted.cursor)[0] if wanted.cursor else None
+        top = decode_cursor(wanted.cursor)[0] if wanted.cursor else None
         if wanted.date_to:
             end = _jst_midnight(wanted.date_to + dt.timedelta(days=1)) - dt.timedelta(microseconds=1)
-            before = min(before, end) if before else end
-        since = _jst_midnight(wanted.date_from) if wanted.date_from else None
+            top = min(top, end) if top else end
+        oldest = session.scalar(select(func.min(Message.received_at)))
+        floor = _jst_midnight(wanted.date_from) if wanted.date_from else oldest
+        if floor is None:
+            return []
+        start = (top or session.scalar(select(func.max(Message.received_at))) or floor) - FIRST_WINDOW
         others = dataclasses.replace(wanted, q="")
         fresh = search.fresh_condition(conn, wanted.q)
-        batch = FIRST_BATCH
-        while batch <= MAX_BATCH:
-            found = search.newest_matches(conn, wanted.q, batch, before, since)
+        span = FIRST_WINDOW
+        while True:
+            since = max(start, floor)
+            found = search.matches_since(conn, wanted.q, since, top)
+            if found is None:
+                return None
             query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
-            query = _filtered(session, query, others).where(or_(Message.id.in_([i for i, _ in found]), fresh))
-            if len(found) == batch:
-                query = query.where(Message.received_at > found[-1][1].replace(tzinfo=dt.UTC))
-            rows = session.execute(_ordered_after(query, wanted)).all()
-            if len(rows) >= needed or len(found) < batch:
-                return list(rows)
-            batch *= 4
-        return None
+            query = _filtered(session, query, others).where(
+                or_(Message.id.in_(select(found.c.message_id)), fresh), Message.received_at >= since
+            )
+            rows = list(session.execute(_ordered_after(query, wanted)).all())
+            if len(rows) >= needed or since <= floor:
+                return rows
+            span *= 2
+            start -= span
 
     def next_new(self, user: UserInfo, after: Message | None = None) -> InboxRow | None:
         """The 未処理 mail that comes next in the list (newest first): the

@@ -12,9 +12,11 @@ SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
 (FTS5's own trigram tokenizer needs three characters, and SQLite 3.40's LIKE
 on it is broken). PostgreSQL: a ``tsvector`` column with a GIN index in the
 'simple' configuration (pg_trgm cannot index two-character words), and,
-where the RUM extension is installed, a RUM index that carries each mail's
-received time: it returns matches newest first, so a list page stops after
-the newest few instead of hashing every match (:func:`newest_matches`).
+beside it a GIN index over the terms and each mail's received time
+(btree_gin, a trusted extension that ships with PostgreSQL): a list page
+looks for matches in the newest week, then fortnight, month… until the page
+is full, instead of collecting every match of a common word first
+(:func:`matches_since`).
 
 The index is filled by the ingester's process while the spool is empty, in
 small batches, never inside an ingestion transaction (indexing there halved
@@ -31,7 +33,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, or_, text
+from sqlalchemy import Connection, Engine, Integer, bindparam, or_, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -245,97 +247,72 @@ def _fts5_string(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-# -- PostgreSQL: matches newest first (RUM) ------------------------------------------
+# -- PostgreSQL: newest matches first, by time window -------------------------------
 
-RUM_INDEX = "ix_message_search_rum"
-# Far enough ahead of any mail: the distance from it orders newest first.
-_FAR_FUTURE = dt.datetime(2200, 1, 1)
+TIME_INDEX = "ix_message_search_terms_time"
 
 
-def rum_schema(conn: Connection) -> str | None:
-    """The schema of the RUM extension when the ordered index exists here."""
+def time_index(conn: Connection) -> bool:
+    """Whether searches here can look at the newest mail first."""
     if conn.dialect.name != "postgresql":
-        return None
-    row = conn.execute(
-        text(
-            "SELECT e.extnamespace::regnamespace::text FROM pg_extension e WHERE e.extname = 'rum'"
-            " AND EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = :index AND schemaname = current_schema())"
-        ),
-        {"index": RUM_INDEX},
-    ).first()
-    return str(row[0]) if row else None
+        return False
+    return (
+        conn.execute(
+            text("SELECT 1 FROM pg_indexes WHERE indexname = :index AND schemaname = current_schema()"),
+            {"index": TIME_INDEX},
+        ).first()
+        is not None
+    )
 
 
 def index_kind(conn: Connection) -> str:
-    """What a search uses here: fts5 (SQLite), rum or gin (PostgreSQL)."""
+    """What a search uses here: fts5 (SQLite), gin+time or gin (PostgreSQL)."""
     if conn.dialect.name == "sqlite":
         return "fts5"
-    return "rum" if rum_schema(conn) else "gin"
+    return "gin+time" if time_index(conn) else "gin"
 
 
-def create_ordered_index(conn: Connection) -> bool:
-    """The RUM index, when the extension can be had (Debian: postgresql-NN-rum)
-    and this role may create it; False leaves the GIN path in use."""
+def create_time_index(conn: Connection) -> bool:
+    """The index over terms and received time (btree_gin is a trusted
+    extension: a database owner may create it); False leaves the plain GIN
+    path in use."""
     if conn.dialect.name != "postgresql":
         return False
-    if rum_schema(conn):
+    if time_index(conn):
         return True
-    available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'")).first()
-    if not available:
-        return False
-    # In public where there is one: the extension is per database, the
+    # In public where there is one: an extension is per database, the
     # service's tables may live in a schema of their own.
     public = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")).first()
     try:
         with conn.begin_nested():
-            conn.execute(text("CREATE EXTENSION IF NOT EXISTS rum" + (" SCHEMA public" if public else "")))
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gin" + (" SCHEMA public" if public else "")))
+            conn.execute(
+                text(f"CREATE INDEX IF NOT EXISTS {TIME_INDEX} ON message_search USING gin (terms, received_at)")
+            )
     except DBAPIError:
-        return (
-            False  # not allowed here: an administrator can run CREATE EXTENSION rum, then `mailintake db search-index`
-        )
-    schema = conn.execute(
-        text("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'rum'")
-    ).scalar()
-    conn.execute(
-        text(
-            f"CREATE INDEX IF NOT EXISTS {RUM_INDEX} ON message_search"
-            f" USING rum (terms {schema}.rum_tsvector_addon_ops, received_at)"
-            " WITH (attach = 'received_at', to = 'terms')"
-        )
-    )
+        return False  # not allowed here; `mailintake db search-index` can be run by the database owner
     return True
 
 
-def newest_matches(
-    conn: Connection,
-    query: str,
-    limit: int,
-    before: dt.datetime | None = None,
-    since: dt.datetime | None = None,
-) -> list[tuple[int, dt.datetime]]:
-    """Up to ``limit`` indexed matches of ``query``, newest first, received
-    at or before ``before`` and at or after ``since``. PostgreSQL with the
-    RUM index only (:func:`rum_schema`)."""
-    schema = rum_schema(conn)
+def matches_since(conn: Connection, query: str, since: dt.datetime, before: dt.datetime | None = None) -> Any:
+    """The indexed matches of ``query`` received from ``since`` (and up to
+    ``before``), as a CTE of ``message_id`` for a list query to join; None
+    without the time index or searchable characters."""
     runs = query_runs(query)
-    if schema is None or not runs:
-        return []
+    if not runs or not time_index(conn):
+        return None
     tsquery, params = _tsquery(runs)
-    bounds = ""
+    bounds = " AND received_at >= :since"
+    params["since"] = _naive_utc(since)
     if before is not None:
         bounds += " AND received_at <= :before"
         params["before"] = _naive_utc(before)
-    if since is not None:
-        bounds += " AND received_at >= :since"
-        params["since"] = _naive_utc(since)
-    rows = conn.execute(
-        text(
-            f"SELECT message_id, received_at FROM message_search WHERE terms @@ ({tsquery}){bounds}"
-            f" ORDER BY received_at OPERATOR({schema}.<=|) :anchor LIMIT :limit"
-        ),
-        {**params, "anchor": _FAR_FUTURE, "limit": limit},
-    ).all()
-    return [(int(message_id), received_at) for message_id, received_at in rows]
+    return (
+        text(f"SELECT message_id FROM message_search WHERE terms @@ ({tsquery}){bounds}")
+        .bindparams(**params)
+        .columns(message_id=Integer)
+        .cte("matches_since")
+    )
 
 
 def _naive_utc(moment: dt.datetime) -> dt.datetime:

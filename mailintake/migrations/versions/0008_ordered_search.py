@@ -1,8 +1,8 @@
-"""PostgreSQL: the search index carries each mail's received time, and a RUM
-index over both returns matches newest first where the extension can be
-had (Debian: postgresql-NN-rum). Without it the GIN index serves as before;
-`mailintake db search-index` builds the RUM index once the extension is
-installed. SQLite is unchanged.
+"""PostgreSQL: the search index carries each mail's received time, with a
+GIN index over terms and time (btree_gin, a trusted extension shipped with
+PostgreSQL), so that a search looks at the newest mail first. Where the
+extension cannot be created the plain GIN index serves as before;
+`mailintake db search-index` builds it later. SQLite is unchanged.
 
 Revision ID: 0008
 Revises: 0007
@@ -25,11 +25,11 @@ def upgrade() -> None:
         return
     op.execute("ALTER TABLE message_search ADD COLUMN IF NOT EXISTS received_at timestamp")
     op.execute("UPDATE message_search s SET received_at = m.received_at FROM messages m WHERE m.id = s.message_id")
-    search.create_ordered_index(op.get_bind())
+    search.create_time_index(op.get_bind())
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return
-    op.execute(f"DROP INDEX IF EXISTS {search.RUM_INDEX}")
+    op.execute(f"DROP INDEX IF EXISTS {search.TIME_INDEX}")
     op.execute("ALTER TABLE message_search DROP COLUMN IF EXISTS received_at")
