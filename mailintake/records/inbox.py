@@ -157,6 +157,7 @@ class AddressChoice:
 # A search on PostgreSQL looks at the newest week of mail first, and doubles
 # the span until the page (or the capped count) is full or all mail is seen.
 FIRST_WINDOW = dt.timedelta(days=7)
+MAX_GROWTH = 16.0
 
 
 class Inbox:
@@ -235,7 +236,8 @@ class Inbox:
         needed: int,
     ) -> list[Any] | None:
         """A search newest first on PostgreSQL: the matches of the newest
-        week (before the cursor), then two, four… weeks, until ``needed``
+        week (before the cursor), then wider spans (as far as the rows found
+        so far suggest, at least twice as wide), until ``needed``
         rows pass the other filters or the span reaches the oldest mail.
         Rows inside a span are all there, so the page is what searching
         everything would give. None where there is no time index, or for the
@@ -251,12 +253,12 @@ class Inbox:
         floor = _jst_midnight(wanted.date_from) if wanted.date_from else oldest
         if floor is None:
             return []
-        start = (top or session.scalar(select(func.max(Message.received_at))) or floor) - FIRST_WINDOW
+        newest = top or session.scalar(select(func.max(Message.received_at))) or floor
         others = dataclasses.replace(wanted, q="")
         fresh = search.fresh_condition(conn, wanted.q)
         span = FIRST_WINDOW
         while True:
-            since = max(start, floor)
+            since = max(newest - span, floor)
             found = search.matches_since(conn, wanted.q, since, top)
             if found is None:
                 return None
@@ -267,8 +269,9 @@ class Inbox:
             rows = list(session.execute(_ordered_after(query, wanted)).all())
             if len(rows) >= needed or since <= floor:
                 return rows
-            span *= 2
-            start -= span
+            # Grow as far as the rows found so far suggest (with room), at
+            # least double, so that a rarer word takes a few steps, not many.
+            span *= min(MAX_GROWTH, max(2.0, 1.5 * needed / max(len(rows), 1)))
 
     def next_new(self, user: UserInfo, after: Message | None = None) -> InboxRow | None:
         """The 未処理 mail that comes next in the list (newest first): the
