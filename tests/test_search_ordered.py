@@ -69,7 +69,7 @@ def test_the_ordered_index_is_used_and_shows_what_gin_shows(corpus: Services, mo
     ordered, gin = Inbox(corpus.engine), Inbox(corpus.engine, ordered_search=False)
     used: list[dt.datetime] = []
     real = search.matches_since
-    monkeypatch.setattr(search, "matches_since", lambda *a, **k: used.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(search, "matches_since", lambda *a, **k: used.append(a[1]) or real(*a, **k))
     sato, admin = (corpus.accounts.by_username(name) for name in ("sato", "admin"))
     cases = [
         InboxFilter(q="会議", status=None, limit=25),

@@ -243,7 +243,11 @@ class Inbox:
         everything would give. None where there is no time index, or for the
         oldest-first order."""
         conn = session.connection()
-        if not wanted.q or wanted.oldest_first or not self.ordered_search:
+        # Decided before any query: SQLite and PostgreSQL without the index
+        # pay nothing for this path.
+        if not wanted.q or wanted.oldest_first or not self.ordered_search or not search.query_runs(wanted.q):
+            return None
+        if not search.time_index(conn):
             return None
         top = decode_cursor(wanted.cursor)[0] if wanted.cursor else None
         if wanted.date_to:
@@ -259,9 +263,7 @@ class Inbox:
         span = FIRST_WINDOW
         while True:
             since = max(newest - span, floor)
-            found = search.matches_since(conn, wanted.q, since, top)
-            if found is None:
-                return None
+            found = search.matches_since(wanted.q, since, top)
             query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
             query = _filtered(session, query, others).where(
                 or_(Message.id.in_(select(found.c.message_id)), fresh), Message.received_at >= since

@@ -294,14 +294,11 @@ def create_time_index(conn: Connection) -> bool:
     return True
 
 
-def matches_since(conn: Connection, query: str, since: dt.datetime, before: dt.datetime | None = None) -> Any:
+def matches_since(query: str, since: dt.datetime, before: dt.datetime | None = None) -> Any:
     """The indexed matches of ``query`` received from ``since`` (and up to
-    ``before``), as a CTE of ``message_id`` for a list query to join; None
-    without the time index or searchable characters."""
-    runs = query_runs(query)
-    if not runs or not time_index(conn):
-        return None
-    tsquery, params = _tsquery(runs)
+    ``before``), as a CTE of ``message_id`` for a list query to join. The
+    caller has seen :func:`time_index` and searchable characters."""
+    tsquery, params = _tsquery(query_runs(query))
     bounds = " AND received_at >= :since"
     params["since"] = _naive_utc(since)
     if before is not None:
