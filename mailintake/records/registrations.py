@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from .. import jpdates
 from ..errors import ConfigError
-from ..models import ReceiptCounter, RegistrationStatus
+from ..models import ReceiptCounter, Registration, RegistrationStatus
+from . import classifications
 
 # 受付方法: a mail is 電子メール; paper that arrives otherwise is entered by hand.
 RECEIPT_METHODS = ("電子メール", "郵送", "持参", "FAX")
@@ -137,3 +138,21 @@ def next_number(session: Session, symbol: str, fiscal_year: int) -> int:
     )
     assert number is not None
     return int(number)
+
+
+def describe(session: Session, registration: Registration, given: RegistrationRequest | Amendment) -> None:
+    """The fields a clerk writes, at registration and at 訂正 alike."""
+    registration.subject = given.subject.strip()
+    registration.sender = given.sender.strip()
+    registration.sender_org = given.sender_org.strip()
+    if registration.classification_path is None or given.classification_id != registration.classification_id:
+        registration.classification_path = classifications.path_of(session, given.classification_id)
+    registration.classification_id = given.classification_id
+    registration.retention = given.retention
+    registration.remarks = given.remarks.strip()
+    registration.sender_reference = given.sender_reference.strip()
+    registration.document_date = given.document_date
+    registration.receipt_method = given.receipt_method
+    # A 回答期限 means an answer is asked for.
+    registration.reply_required = given.reply_required or given.reply_due is not None
+    registration.reply_due = given.reply_due

@@ -37,6 +37,7 @@ from .registrations import (
     RegistrationInfo,
     RegistrationRequest,
     TakenMail,
+    describe,
     format_receipt_number,
     next_number,
 )
@@ -144,7 +145,7 @@ class Registry:
             registered_by=user.id,
             registered_at=now,
         )
-        _describe(session, registration, request)
+        describe(session, registration, request)
         senders.remember(session, message.from_address, registration.sender_org, registration.sender)
         session.add(registration)
         session.flush()
@@ -193,7 +194,7 @@ class Registry:
             if registration.status == RegistrationStatus.CANCELLED:
                 raise Conflict(f"{registration.receipt_number} は取り消されているため訂正できません")
             self._validate(amendment, registration.received_on)
-            _describe(session, registration, amendment)
+            describe(session, registration, amendment)
             audit.record(
                 session,
                 user,
@@ -357,24 +358,6 @@ def _document_attachments(session: Session, message_id: int, wanted: Sequence[in
     if found != set(wanted):
         raise BadRequest("選ばれた添付ファイルがこのメールのものではありません")
     return sorted(found)
-
-
-def _describe(session: Session, registration: Registration, given: RegistrationRequest | Amendment) -> None:
-    """The fields a clerk writes, at registration and at 訂正 alike."""
-    registration.subject = given.subject.strip()
-    registration.sender = given.sender.strip()
-    registration.sender_org = given.sender_org.strip()
-    if registration.classification_path is None or given.classification_id != registration.classification_id:
-        registration.classification_path = classifications.path_of(session, given.classification_id)
-    registration.classification_id = given.classification_id
-    registration.retention = given.retention
-    registration.remarks = given.remarks.strip()
-    registration.sender_reference = given.sender_reference.strip()
-    registration.document_date = given.document_date
-    registration.receipt_method = given.receipt_method
-    # A 回答期限 means an answer is asked for.
-    registration.reply_required = given.reply_required or given.reply_due is not None
-    registration.reply_due = given.reply_due
 
 
 def _info(session: Session, registration: Registration) -> RegistrationInfo:
