@@ -306,6 +306,8 @@ class Classification(Base):
     # 分類コード as the document system knows it, when the site uses codes.
     code: Mapped[str] = mapped_column(String(50), default="", server_default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # 保存期間 of documents of this 分類: the registration form's default.
+    retention: Mapped[str] = mapped_column(String(50), default="", server_default="")
 
 
 class ReceiptCounter(Base):

@@ -415,4 +415,99 @@ def test_the_mail_and_the_form_name_the_section_of_the_address(
     browser.login("tanaka")
     assert f"{SOUMU}（総務課）" in browser.get(f"/messages/{message_id}").text
     form = browser.get(f"/register?id={message_id}").text
-    assert re.search(r"<label>担当課</label>\s*<span>総務課</span>", form)
+    assert re.search(
+        r'<select id="section_\d+" name="section_\d+">\s*<option value="">（宛先の 総務課）</option>', form
+    )
+
+
+def test_the_reading_pane_shows_a_mail_beside_the_list_and_dismissing_there_opens_the_next(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    """Without script: ``open=`` shows the mail in the list's pane (the
+    filters kept); 対象外 from the pane returns to the same list with the
+    next 未処理 mail open. With script the pane's content comes from
+    ``/messages/{id}/pane``, the same partial."""
+    add_user(services, "sato", ["総務課"])
+    now = dt.datetime.now(dt.UTC)
+    older = stored_message(services, SOUMU, subject="古い照会", received_at=now - dt.timedelta(minutes=5))
+    newer = stored_message(services, SOUMU, subject="新しい広告", received_at=now)
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    listed = clerk.get(f"/messages?q=&sort=newest&open={newer}").text
+    assert re.search(
+        r'<section id="pane" class="pane" aria-labelledby="pane-title" data-list="/messages\?q=&amp;sort=newest">',
+        listed,
+    )
+    assert '<h2 id="pane-title" tabindex="-1">新しい広告</h2>' in listed
+    assert f'class=" status-new current" data-id="{newer}"' in listed  # opened, so read
+    fragment = clerk.get(f"/messages/{older}/pane?back=/messages%3Fsort%3Dnewest").text
+    assert fragment.lstrip().startswith('<h2 id="pane-title"') and "<html" not in fragment
+    assert 'name="back" value="/messages?sort=newest"' in fragment
+
+    done = clerk.post(f"/messages/{newer}/dismiss", {"reason": "広告", "back": "/messages?q=&sort=newest"})
+    assert done.headers["location"] == f"/messages?q=&sort=newest&notice=dismissed&open={older}"
+    after = clerk.get(done.headers["location"]).text
+    assert "対象外にしました。" in after and '<h2 id="pane-title" tabindex="-1">古い照会</h2>' in after
+    # A list address from elsewhere is not followed.
+    elsewhere = clerk.post(f"/messages/{older}/dismiss", {"reason": "x", "back": "https://evil.example/"})
+    assert elsewhere.headers["location"].startswith("/messages?notice=dismissed")
+
+
+def test_a_classification_gives_its_retention_and_a_clerk_of_two_sections_chooses_the_section(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "kato", ["総務課", "財政課"])
+    contract = services.registry.add_classification("契約", code="K-01", retention="10年")
+    services.registry.add_classification("広報", retention="1年")
+    ids = [stored_message(services, SOUMU, subject=f"契約の照会（{n}）") for n in ("一", "二")]
+    clerk = browsers(service.base_url)
+    clerk.login("kato")
+    form = clerk.get(f"/register?id={ids[0]}&id={ids[1]}").text
+    # The picker searches names and codes; each option says its 保存期間.
+    assert f'<option value="{contract}" data-retention="10年" >K-01　契約（保存期間 10年）</option>' in form
+    assert 'data-filterable="文書分類を名前かコードで絞り込む"' in form
+    assert re.search(
+        r'<select id="batch_section" name="batch_section">.*?>総務課</option>.*?>財政課</option>', form, re.S
+    )
+
+    def row(message_id: int, **fields: str) -> list[tuple[str, Any]]:
+        values = {"subject": "契約", "sender": "山田", "received_on": "2026-11-20", **fields}
+        return [("message_id", message_id)] + [(f"{k}_{message_id}", v) for k, v in values.items()]
+
+    zaisei = next(s.id for s in services.accounts.sections() if s.name == "財政課")
+    done = clerk.post(
+        "/register",
+        [("batch_classification", str(contract)), ("batch_section", str(zaisei))]
+        + row(ids[0])
+        + row(ids[1], retention="3年"),
+    )
+    assert done.status_code == 303, done.text
+    kato = services.accounts.by_username("kato")
+    got = [services.registry.for_message(kato, i)[0] for i in ids]
+    assert [r.retention for r in got] == ["10年", "3年"]  # the 分類's, unless the row chose
+    assert [r.receipt_number for r in got] == ["財政第1号", "財政第2号"]
+
+    # A section the clerk does not belong to is refused by name, the form kept.
+    other = stored_message(services, SOUMU, subject="他課")
+    sato = browsers(service.base_url)
+    add_user(services, "sato", ["総務課"])
+    sato.login("sato")
+    refused = sato.post("/register", [("batch_classification", str(contract))] + row(other, section=str(zaisei)))
+    assert refused.status_code == 400 and "担当課は自分の所属する課から選んでください" in refused.text
+
+
+def test_an_administrator_gives_a_classification_its_code_and_retention(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "kanri", ["総務課"], role="system_admin")
+    admin = browsers(service.base_url)
+    admin.login("kanri")
+    bad = admin.post("/admin/classifications", {"name": "契約", "code": "K-01", "retention": "100年"})
+    assert bad.status_code == 400 and "保存期間は" in bad.text
+    assert 'value="契約"' in bad.text and 'value="K-01"' in bad.text  # what was typed stays
+    assert admin.post("/admin/classifications", {"name": "契約", "code": "K-01", "retention": "5年"}).status_code == 303
+    (made,) = services.registry.classification_choices()
+    assert (made.code, made.retention) == ("K-01", "5年")
+    assert admin.post(f"/admin/classifications/{made.id}", {"code": "K-02", "retention": ""}).status_code == 303
+    (changed,) = services.registry.classification_choices()
+    assert (changed.code, changed.retention) == ("K-02", "")

@@ -70,6 +70,7 @@ requests = [
 ]
 services.registry.register(clerk, requests)
 services.registry.dismiss(clerk, ids[3], "広告")
+services.registry.add_classification("契約")
 search.index_all(services.engine)
 services.close()
 print(len(ids))
@@ -246,6 +247,11 @@ class TestUpgradeFromThePreviousRelease:
             assert services.sso.signins.user_for(ExternalIdentity("saml", "SATO")).id == clerk.id
             cookie = services.sessions.start(clerk, method="saml", signout_hint='{"name_id": "SATO"}')
             assert services.sessions.resolve(cookie).signout_hint == '{"name_id": "SATO"}'  # type: ignore[union-attr]
+            # 0009: a 分類 of the previous release gets a 保存期間, which a
+            # registration left without one takes.
+            (contract,) = services.registry.classification_choices()
+            assert (contract.path, contract.retention) == ("契約", "")
+            services.registry.describe_classification(contract.id, "K-1", "1年")
             new_id = before["messages"][4][0]
             done = services.registry.register(
                 clerk,
@@ -255,10 +261,12 @@ class TestUpgradeFromThePreviousRelease:
                         subject="後続",
                         sender="x",
                         received_on=dt.date(2026, 11, 20),
-                        retention="1年",
+                        retention="",
+                        classification_id=contract.id,
                     )
                 ],
             )
+            assert done[0].retention == "1年"
             with services.engine.connect() as conn:
                 counters = conn.execute(select(ReceiptCounter.last_number)).scalars().all()
         finally:

@@ -175,6 +175,7 @@ class TestCsrf:
             "registration_id": registered.id,
             "user_id": user_id,
             "section_id": section_id,
+            "classification_id": services.registry.add_classification("総務"),
         }
         routes = _post_routes(services)
         assert len(routes) >= 16, routes

@@ -46,6 +46,7 @@ class AdminUI(PageSet):
             post("/admin/sections/{section_id:id}", self.admin_update_section),
             get("/admin/classifications", self.admin_classifications),
             post("/admin/classifications", self.admin_add_classification),
+            post("/admin/classifications/{classification_id:id}", self.admin_describe_classification),
             get("/admin/audit", self.admin_audit, role="section_admin"),
             get("/admin/audit.csv", self.admin_audit_export, role="section_admin"),
             get("/admin/addresses", self.addresses),
@@ -230,18 +231,35 @@ class AdminUI(PageSet):
         self.services.accounts.set_symbol(path_int(request, "section_id"), field(request, "symbol"))
         return RedirectResponse("/admin/sections?notice=saved", status_code=303)
 
-    def admin_classifications(self, request: Request) -> Response:
+    def admin_classifications(
+        self, request: Request, error: str | None = None, values: dict[str, str] | None = None
+    ) -> Response:
         return self.render(
-            request, "admin_classifications.html", classifications=self.services.registry.classifications()
+            request,
+            "admin_classifications.html",
+            status_code=400 if error else 200,
+            classifications=self.services.registry.classification_choices(),
+            retention_periods=self.services.settings.retention_periods,
+            error=error,
+            values=values or {},
         )
 
     def admin_add_classification(self, request: Request) -> Response:
-        parent = field(request, "parent_id")
+        typed = {name: field(request, name) for name in ("parent_id", "name", "code", "retention")}
         try:
-            parent_id = int(parent) if parent else None
-        except ValueError as exc:
-            raise BadRequest("上位の分類の指定が正しくありません") from exc
-        self.services.registry.add_classification(field(request, "name"), parent_id)
+            parent_id = _optional_int(typed["parent_id"], "上位の分類の指定が正しくありません")
+            self.services.registry.add_classification(typed["name"], parent_id, typed["code"], typed["retention"])
+        except BadRequest as exc:
+            return self.admin_classifications(request, str(exc), typed)
+        return RedirectResponse("/admin/classifications?notice=classification_added", status_code=303)
+
+    def admin_describe_classification(self, request: Request) -> Response:
+        try:
+            self.services.registry.describe_classification(
+                path_int(request, "classification_id"), field(request, "code"), field(request, "retention")
+            )
+        except BadRequest as exc:
+            return self.admin_classifications(request, str(exc))
         return RedirectResponse("/admin/classifications?notice=saved", status_code=303)
 
     def admin_audit(self, request: Request) -> Response:
@@ -284,3 +302,10 @@ def _section(request: Request) -> str | int:
     """The 担当課 chosen: a section's id from the list, or a name typed."""
     value = field(request, "section").strip()
     return int(value) if value.isdigit() else value
+
+
+def _optional_int(value: str, problem: str) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError as exc:
+        raise BadRequest(problem) from exc

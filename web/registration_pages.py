@@ -83,7 +83,8 @@ class RegistrationPages(PageSet):
             messages=messages,
             senders=self.services.registry.sender_guesses([(m.id, m.from_address, m.from_name) for m in messages]),
             receipt_methods=RECEIPT_METHODS,
-            classifications=self.services.registry.classifications(),
+            classifications=self.services.registry.classification_choices(),
+            sections=user.sections if not user.is_system_admin else self.services.accounts.sections(),
             retention_periods=self.services.settings.retention_periods,
             error=error,
             values=values or {},
@@ -136,6 +137,7 @@ class RegistrationPages(PageSet):
             classification_id=_optional_id(value("classification")),
             remarks=value("remarks"),
             attachment_ids=attachment_ids,
+            section_id=_optional_id(value("section")),
             sender_reference=value("sender_reference"),
             reply_due=_optional_date(value("reply_due"), "回答期限"),
             **_details(value),
@@ -269,7 +271,7 @@ class RegistrationPages(PageSet):
 
 
 # Fields the registration form's 一括設定 may give every row.
-BATCH = ("classification", "retention", "receipt_method")
+BATCH = ("classification", "section", "retention", "receipt_method")
 
 
 def _details(value: Callable[[str], str]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ NOTICES = {
     "cancelled": "収受を取り消しました。番号は欠番として残ります。",
     "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
     "saved": "保存しました。",
+    "classification_added": "文書分類を追加しました。収受登録の文書分類に選べます。",
     "section_added": "課を追加しました。文書記号を確かめ、収受用アドレスと職員の所属に選べます。",
     "address_added": "収受用アドレスを追加しました。MTA の設定に反映してください（「MTA 設定」）。",
     "address_deleted": "収受用アドレスを削除しました。MTA の設定からも外してください（「MTA 設定」）。",
@@ -98,6 +99,7 @@ class WebUI:
             Route("/login", self.login, methods=["POST"]),
             get("/messages", self.message_list),
             get("/messages/{message_id:id}", self.message_detail),
+            get("/messages/{message_id:id}/pane", self.message_pane),  # the list's reading pane
             get("/messages/{message_id:id}/body.html", self.message_html, embeddable=True),  # the body's iframe
             get("/messages/{message_id:id}/source", self.message_source),
             get("/messages/{message_id:id}/original.eml", self.message_original),
@@ -196,10 +198,14 @@ class WebUI:
     def message_list(self, request: Request) -> Response:
         user = session_of(request).user
         wanted, errors = InboxFilter.from_params(request.query_params)
+        list_url = "/messages?" + urlencode(
+            [(k, v) for k, v in request.query_params.multi_items() if k not in ("open", "notice")]
+        )
+        pane = self._opened(request, list_url)  # first: opening marks it read in the list too
         result = self.services.inbox.page(user, wanted)
         counts = self.services.inbox.counts(user, wanted)
         found = min(counts.of(wanted.status), COUNT_CAP) if wanted.q else None
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "open", "notice")}
         today = dt.datetime.now(jpdates.JST).date()
         return self.render(
             request,
@@ -215,7 +221,8 @@ class WebUI:
             today=today,
             errors=errors,
             found=found,
-            list_url="/messages?" + urlencode(list(request.query_params.multi_items())),
+            list_url=list_url,
+            pane=pane,
             counts=counts,
             quick=_quick_filters(params, today),
             count_cap=COUNT_CAP,
@@ -223,27 +230,49 @@ class WebUI:
             all_dates_url="/messages?" + urlencode({k: v for k, v in params.items() if k not in ("from", "to")}),
         )
 
+    def _opened(self, request: Request, list_url: str) -> dict[str, Any] | None:
+        """The mail named by ``open=`` for the reading pane (the list without
+        script: after 対象外 the next mail opens there)."""
+        try:
+            message_id = int(request.query_params.get("open", ""))
+        except ValueError:
+            return None
+        try:
+            return self._mail(request, message_id, list_url)
+        except NotFound:
+            return None
+
     # -- メール詳細 -------------------------------------------------------------------
 
     def message_detail(self, request: Request) -> Response:
+        back = _safe_list_url(request.query_params.get("back"))
+        return self.render(request, "message.html", **self._mail(request, path_int(request, "message_id"), back))
+
+    def message_pane(self, request: Request) -> Response:
+        """The reading pane's content, fetched by the list's script."""
+        back = _safe_list_url(request.query_params.get("back"))
+        response = self.render(request, "_pane.html", **self._mail(request, path_int(request, "message_id"), back))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _mail(self, request: Request, message_id: int, back: str) -> dict[str, Any]:
+        """What the mail's page and the reading pane show (opening it marks it read)."""
         user = session_of(request).user
-        message = self.services.inbox.message(user, path_int(request, "message_id"))
+        message = self.services.inbox.message(user, message_id)
         remote = request.query_params.get("remote") == "1"
         safe = (
             html_view.sanitize(message.html_body, message.id, message.attachments)
             if message.html_body is not None
             else None
         )
-        return self.render(
-            request,
-            "message.html",
+        return dict(
             message=message,
             safe_html=safe,
             allow_remote=remote,
             registrations=self.services.registry.for_message(user, message.id),
             preview_types=html_view.PREVIEW_TYPES,
             route=self._delivery_route(message),
-            back=_safe_list_url(request.query_params.get("back")),
+            back=back,
             next_new=self.services.inbox.next_new(user, message),
         )
 
@@ -332,9 +361,16 @@ class WebUI:
 
     def dismiss(self, request: Request) -> Response:
         message_id = path_int(request, "message_id")
-        self.services.registry.dismiss(
-            session_of(request).user, message_id, field(request, "reason"), client_address(request)
-        )
+        user = session_of(request).user
+        self.services.registry.dismiss(user, message_id, field(request, "reason"), client_address(request))
+        back = field(request, "back")
+        if back:  # from the reading pane: back to the list, the next new mail open
+            url = _safe_list_url(back)
+            following = self.services.inbox.next_new(
+                user, self.services.inbox.message(user, message_id, mark_read=False)
+            )
+            extra = {"notice": "dismissed", **({"open": str(following.id)} if following else {})}
+            return RedirectResponse(url + ("&" if "?" in url else "?") + urlencode(extra), status_code=303)
         return RedirectResponse(f"/messages/{message_id}?notice=dismissed", status_code=303)
 
     def undismiss(self, request: Request) -> Response:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .. import jpdates
-from ..errors import ConfigError
-from ..models import ReceiptCounter, Registration, RegistrationStatus
+from ..errors import BadRequest, ConfigError
+from ..models import Message, ReceiptCounter, Registration, RegistrationStatus, Section
+from ..people.accounts import UserInfo
 from . import classifications
 
 # 受付方法: a mail is 電子メール; paper that arrives otherwise is entered by hand.
@@ -37,6 +38,8 @@ class RegistrationRequest:
     document_date: dt.date | None = None
     receipt_method: str = "電子メール"
     reply_required: bool = False
+    # 担当課 when not the address's (a clerk of several sections chooses).
+    section_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,25 @@ def describe(session: Session, registration: Registration, given: RegistrationRe
     # A 回答期限 means an answer is asked for.
     registration.reply_required = given.reply_required or given.reply_due is not None
     registration.reply_due = given.reply_due
+
+
+def section_for(session: Session, user: UserInfo, message: Message, section_id: int | None) -> Section:
+    """The 担当課 that numbers the registration: the one chosen on the form,
+    which must be one of the clerk's, or else the address's."""
+    if section_id is not None:
+        section = session.get(Section, section_id)
+        if section is None or not (user.is_system_admin or section_id in {s.id for s in user.sections}):
+            raise BadRequest("担当課は自分の所属する課から選んでください")
+        return section
+    if message.address.section is None:
+        raise BadRequest(
+            f"「{message.subject}」の宛先には担当課がありません。宛先の画面で担当課を決めてから登録してください。"
+        )
+    return message.address.section
+
+
+def with_default_retention(session: Session, request: RegistrationRequest) -> RegistrationRequest:
+    """A row left without 保存期間 takes the one its 文書分類 gives."""
+    if request.retention:
+        return request
+    return replace(request, retention=classifications.default_retention(session, request.classification_id))

@@ -30,6 +30,7 @@ from ..models import (
 from ..people.accounts import UserInfo
 from ..people.visibility import visible_message
 from . import audit, classifications, events, senders
+from .classifications import ClassificationChoice
 from .messages import contains_text
 from .registrations import (
     RECEIPT_METHODS,
@@ -40,6 +41,8 @@ from .registrations import (
     describe,
     format_receipt_number,
     next_number,
+    section_for,
+    with_default_retention,
 )
 
 Clock = Callable[[], dt.datetime]
@@ -84,6 +87,8 @@ class Registry:
             raise BadRequest("収受するメールを選んでください")
         if len({r.message_id for r in requests}) != len(requests):
             raise BadRequest("同じメールが二度選ばれています")
+        with Session(self.engine) as session:
+            requests = [with_default_retention(session, request) for request in requests]
         for request in requests:
             self._validate(request)
         now = self.clock()
@@ -126,11 +131,7 @@ class Registry:
         client_address: str,
     ) -> Registration:
         """The registration of a claimed mail, with the section's next number."""
-        section = message.address.section
-        if section is None:
-            raise BadRequest(
-                f"「{message.subject}」の宛先には担当課がありません。宛先の画面で担当課を決めてから登録してください。"
-            )
+        section = section_for(session, user, message, request.section_id)
         fiscal_year = jpdates.fiscal_year(request.received_on)
         number = next_number(session, section.symbol, fiscal_year)
         registration = Registration(
@@ -337,8 +338,14 @@ class Registry:
     def classifications(self) -> list[tuple[int, str]]:
         return classifications.paths(self.engine)
 
-    def add_classification(self, name: str, parent_id: int | None = None) -> int:
-        return classifications.add(self.engine, name, parent_id)
+    def classification_choices(self) -> list[ClassificationChoice]:
+        return classifications.choices(self.engine)
+
+    def add_classification(self, name: str, parent_id: int | None = None, code: str = "", retention: str = "") -> int:
+        return classifications.add(self.engine, name, parent_id, code, retention, self.retention_periods)
+
+    def describe_classification(self, classification_id: int, code: str, retention: str) -> None:
+        classifications.describe(self.engine, classification_id, code, retention, self.retention_periods)
 
     def _visible_registration(self, session: Session, user: UserInfo, registration_id: int) -> Registration:
         registration = session.get(Registration, registration_id)
