@@ -227,7 +227,10 @@ def test_an_admin_adds_an_address_sees_the_postfix_lines_probes_and_disables_it(
     assert via.input_value() == "127.0.0.1:25"
     via.fill(f"127.0.0.1:{service.smtp_port}")
     page.get_by_role("button", name=f"{address} の疎通確認").click()
-    assert "秒で到着しました" in page.get_by_role("status").inner_text()
+    page.wait_for_url("**/admin/probes/**")
+    assert page.get_by_role("note").inner_text().startswith("診断：中継サーバーへ直接送りました")
+    page.get_by_text("秒で到着しました").wait_for()  # the page follows the probe by itself
+    page.get_by_role("link", name="« 収受用アドレス").click()
 
     page.get_by_role("link", name="MTA 設定の生成").click()
     main_lines = page.locator("#main-lines").inner_text()
@@ -601,4 +604,13 @@ def test_every_page_passes_axe_core_without_a_serious_or_critical_violation(
     ):
         page.goto(service.base_url + path)
         check(path)
+    page.goto(service.base_url + "/admin/addresses")
+    page.get_by_label("soumu@city.example.jp の疎通確認で経由する MTA（ホスト:ポート）").fill(
+        f"127.0.0.1:{service.smtp_port}"
+    )
+    page.get_by_role("button", name="soumu@city.example.jp の疎通確認").click()
+    page.wait_for_url("**/admin/probes/**")
+    check("/admin/probes/…")
+    page.get_by_text("秒で到着しました").wait_for()
+    check("/admin/probes/… arrived")
     assert found == {}

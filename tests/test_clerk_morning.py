@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from mailintake.errors import Conflict
 from mailintake.people.accounts import UserInfo
 from mailintake.records.inbox import InboxFilter
 from mailintake.records.registry import RegistrationRequest
-from mailintake.services import Services
+from mailintake.services import Services, build_services
 
 from .conftest import ServiceThread, free_port, wait_for
-from .factories import make_user, stored_message
+from .factories import designate, make_user, stored_message
 from .mails import make_message, send
 from .web import ADMIN_PAGES, add_user
 
@@ -511,3 +512,61 @@ def test_an_administrator_gives_a_classification_its_code_and_retention(
     assert admin.post(f"/admin/classifications/{made.id}", {"code": "K-02", "retention": ""}).status_code == 303
     (changed,) = services.registry.classification_choices()
     assert (changed.code, changed.retention) == ("K-02", "")
+
+
+class _Swallow:
+    """An MTA that accepts mail and forwards none (a wrong transport map)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.received.append(envelope.content)
+        return "250 OK"
+
+
+def test_the_default_probe_goes_through_the_mta_and_says_so_when_the_mta_does_not_forward(
+    make_settings: Any, start_service: Any, browsers: Any
+) -> None:
+    """The admin page's probe goes to ``probe_via`` (the MTA), not to the
+    relay; it runs in the background: the page shows it waiting, then
+    arrived or not arrived. A stopped relay, an MTA that swallows mail
+    and the relay itself as a labelled diagnostic."""
+    from aiosmtpd.controller import Controller
+
+    from mailintake.models import Probe
+
+    swallow = _Swallow()
+    mta = Controller(swallow, hostname="127.0.0.1", port=free_port())
+    mta.start()
+    try:
+        settings = make_settings(probe_via=f"127.0.0.1:{mta.port}")
+        services = build_services(settings)
+        designate(services, SOUMU, "総務課")
+        add_user(services, "kanri", ["総務課"], role="system_admin")
+        service = start_service(settings)
+        admin = browsers(service.base_url)
+        admin.login("kanri")
+        page = admin.get("/admin/addresses").text
+        assert f'name="via" value="127.0.0.1:{mta.port}"' in page  # the MTA by default
+
+        sent = admin.post("/admin/addresses/probe", {"address": SOUMU, "via": f"127.0.0.1:{mta.port}"})
+        assert sent.status_code == 303
+        waiting = admin.get(sent.headers["location"]).text
+        assert "到着を待っています" in waiting and f"経由した MTA：127.0.0.1:{mta.port}" in waiting
+        wait_for(lambda: len(swallow.received) == 1, 10)  # the MTA took it ...
+        probe_id = sent.headers["location"].split("/")[3].split("?")[0]
+        with Session(services.engine) as session, session.begin():  # ... and 31 seconds pass
+            row = session.get(Probe, probe_id)
+            assert row is not None
+            row.sent_at -= dt.timedelta(seconds=31)
+        failed = admin.get(f"/admin/probes/{probe_id}/progress").text
+        assert "30 秒待っても soumu@city.example.jp に届きませんでした" in failed and 'data-done="1"' in failed
+
+        direct = admin.post("/admin/addresses/probe", {"address": SOUMU, "via": f"127.0.0.1:{service.smtp_port}"})
+        assert "診断：中継サーバーへ直接送りました" in admin.get(direct.headers["location"]).text
+        arrived = lambda: "秒で到着しました" in admin.get(direct.headers["location"]).text  # noqa: E731
+        wait_for(arrived, 20)
+        services.close()
+    finally:
+        mta.stop()

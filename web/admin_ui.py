@@ -5,9 +5,9 @@ configuration and a probe through the organisation's MTA."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ..errors import BadRequest, MailintakeError, NotFound
 from ..models import ROLES
 from ..operations import mta_config
-from ..operations.probing import send_probe, wait_for_probe
+from ..operations.probing import probe_progress, send_probe
 from ..records import audit as audit_module
 from .downloads import content_disposition
 from .pages import Handler, client_address, field, form_of, page, path_int, session_of
@@ -56,15 +56,15 @@ class AdminUI(PageSet):
             post("/admin/addresses/disable", self.disable_address),
             post("/admin/addresses/delete", self.delete_address),
             post("/admin/addresses/probe", self.probe_address),
+            get("/admin/probes/{probe_id}", self.probe_page),
+            get("/admin/probes/{probe_id}/progress", self.probe_state),
             get("/admin/mta-config", self.mta_config_page),
             get("/admin/filelink", self.filelink_status),
         ]
 
     # -- designated addresses ----------------------------------------------------
 
-    def addresses(
-        self, request: Request, error: str | None = None, status_code: int = 200, probe: Any = None
-    ) -> Response:
+    def addresses(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
         infos = self.services.addresses.list()
         daily = {info.address: self.services.addresses.daily_counts(info.address, DAILY_DAYS) for info in infos}
         settings = self.services.settings
@@ -77,10 +77,10 @@ class AdminUI(PageSet):
             days=[day for day, _ in next(iter(daily.values()), [])],
             sections=self.services.accounts.sections(),
             error=error,
-            probe=probe,
             # Through the MTA: a probe sent to the relay itself proves nothing
             # about the forwarding.
             default_via=settings.probe_via,
+            relay=_relay(settings),
         )
 
     def _address_action(self, request: Request, action: Any, notice: str = "saved") -> Response:
@@ -123,18 +123,32 @@ class AdminUI(PageSet):
         )
 
     def probe_address(self, request: Request) -> Response:
-        """Send a probe through the MTA at ``via`` and wait for it here."""
+        """Send a probe through the MTA at ``via``; its page follows the
+        arrival in the background."""
         address = self.services.addresses.get(field(request, "address"))
         if not address.enabled:
             return self.addresses(request, f"{address.address} は無効です。有効にしてから確認してください。", 400)
         host, port = _host_port(field(request, "via"))
-        started = time.monotonic()
         try:
             probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
         except MailintakeError as exc:
             return self.addresses(request, f"疎通確認を送れませんでした。{exc}", 502)
-        result = wait_for_probe(self.services, probe_id, PROBE_TIMEOUT, started)
-        return self.addresses(request, probe={"address": address.address, "via": f"{host}:{port}", "result": result})
+        return RedirectResponse(
+            f"/admin/probes/{probe_id}?" + urlencode({"via": f"{host}:{port}"}), status_code=303
+        )
+
+    def probe_page(self, request: Request) -> Response:
+        progress = probe_progress(self.services, request.path_params["probe_id"], PROBE_TIMEOUT)
+        via = request.query_params.get("via", "")
+        direct = via in (_relay(self.services.settings), f"localhost:{self.services.settings.smtp_port}")
+        return self.render(request, "admin_probe.html", progress=progress, via=via, direct=direct)
+
+    def probe_state(self, request: Request) -> Response:
+        """The progress alone, for the page's script to refresh."""
+        progress = probe_progress(self.services, request.path_params["probe_id"], PROBE_TIMEOUT)
+        response = self.render(request, "_probe_progress.html", progress=progress)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def mta_config_page(self, request: Request) -> Response:
         settings = self.services.settings
@@ -309,3 +323,9 @@ def _optional_int(value: str, problem: str) -> int | None:
         return int(value) if value else None
     except ValueError as exc:
         raise BadRequest(problem) from exc
+
+
+def _relay(settings: Any) -> str:
+    """The relay's own address as a probe's ``via`` would name it."""
+    host = "127.0.0.1" if settings.smtp_host in ("", "0.0.0.0", "::") else settings.smtp_host
+    return f"{host}:{settings.smtp_port}"

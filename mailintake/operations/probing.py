@@ -15,7 +15,7 @@ from email.utils import formatdate, make_msgid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import MailintakeError
+from ..errors import MailintakeError, NotFound
 from ..intake.probe import HEADER, PROBE_LIFETIME, make_token
 from ..models import Message, Probe, utcnow
 from ..services import Services
@@ -23,6 +23,36 @@ from ..services import Services
 
 class ProbeFailed(MailintakeError):
     pass
+
+
+@dataclass(frozen=True)
+class ProbeProgress:
+    """Where a probe sent from the admin page is: waiting, arrived, or not
+    arrived within ``timeout`` seconds of being sent."""
+
+    probe_id: str
+    address: str
+    elapsed: float
+    timeout: float
+    arrived_after: float | None
+
+    @property
+    def done(self) -> bool:
+        return self.arrived_after is not None or self.elapsed >= self.timeout
+
+
+def probe_progress(services: Services, probe_id: str, timeout: float) -> ProbeProgress:
+    """Read from the database, so any web process (or node) can answer."""
+    with Session(services.engine) as session:
+        probe = session.get(Probe, probe_id)
+        if probe is None:
+            raise NotFound("その疎通確認はありません")
+        arrived = session.execute(
+            select(Message.id, Message.received_at).where(Message.probe_id == probe_id)
+        ).first()
+    elapsed = (utcnow() - probe.sent_at).total_seconds()
+    after = (arrived.received_at - probe.sent_at).total_seconds() if arrived is not None else None
+    return ProbeProgress(probe_id, probe.address, elapsed, timeout, None if after is None else max(after, 0.0))
 
 
 @dataclass

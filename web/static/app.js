@@ -9,6 +9,24 @@ if (window.location.hash === "#dismiss") {
   var reason = document.getElementById("dismiss-reason");
   if (reason) { reason.focus(); }
 }
+// A probe's page follows its arrival without reloading.
+(function () {
+  "use strict";
+  var box = document.getElementById("probe-progress");
+  if (!box || box.hasAttribute("data-done")) { return; }
+  var timer = window.setInterval(function () {
+    fetch(box.getAttribute("data-probe"), { credentials: "same-origin" }).then(function (response) {
+      return response.ok ? response.text() : Promise.reject(new Error(String(response.status)));
+    }).then(function (html) {
+      var holder = document.createElement("div");
+      holder.innerHTML = html;
+      var next = holder.querySelector("#probe-progress");
+      box.replaceWith(next);
+      box = next;
+      if (next.hasAttribute("data-done")) { window.clearInterval(timer); }
+    }).catch(function () { window.clearInterval(timer); });
+  }, 1000);
+})();
 // A long list of 文書分類: a box beside it narrows the choices by name or
 // code (「契約」, 「A-01」) and picks the first match; choosing a 分類 fills
 // its 保存期間 unless the clerk chose one.
