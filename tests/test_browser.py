@@ -614,3 +614,45 @@ def test_every_page_passes_axe_core_without_a_serious_or_critical_violation(
     page.get_by_text("秒で到着しました").wait_for()
     check("/admin/probes/… arrived")
     assert found == {}
+
+
+def test_at_200_percent_zoom_no_page_scrolls_sideways_and_the_keys_still_work(
+    ui: tuple[Services, ServiceThread], chromium: Any
+) -> None:
+    """A 1366×768 screen at 200 % zoom is 683×384 CSS pixels (WCAG 1.4.4 and
+    1.4.10): every page reflows into it without a sideways scroll bar, the
+    reading pane moves below the list, and the focused control is outlined."""
+    services, service = ui
+    add_user(services, "kanri", ["総務課"], role="system_admin")
+    send(service.smtp_port, make_message(subject="照会", attachments=[("回答.pdf", b"%PDF-1.4", "application/pdf")]))
+    wait_for(lambda: services.messages.count() == 1, 20)
+    page = signed_in_page(chromium, service, "kanri")
+    page.set_viewport_size({"width": 683, "height": 384})
+    message_id = page.locator("table.list tbody tr[data-id]").first.get_attribute("data-id")
+    wide: dict[str, list[str]] = {}
+    for path in (
+        "/messages",
+        f"/messages?open={message_id}",
+        f"/messages/{message_id}",
+        f"/register?id={message_id}",
+        "/book",
+        *ADMIN_PAGES,
+    ):
+        page.goto(service.base_url + path)
+        sticking_out = page.evaluate(
+            """() => Array.from(document.querySelectorAll('body *'))
+                .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+                .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''))"""
+        )
+        scrolls = page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+        if scrolls or sticking_out:
+            wide[path] = sticking_out
+    assert wide == {}
+
+    page.goto(service.base_url + "/messages")
+    page.keyboard.press("j")
+    expect_pane(page, "照会")
+    list_bottom = page.locator("table.list").bounding_box()["y"] + page.locator("table.list").bounding_box()["height"]
+    assert page.locator("#pane").bounding_box()["y"] >= list_bottom  # below, not squeezed beside
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert page.evaluate("document.activeElement.textContent") == "照会" and outline == "solid"

@@ -133,9 +133,7 @@ class AdminUI(PageSet):
             probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
         except MailintakeError as exc:
             return self.addresses(request, f"疎通確認を送れませんでした。{exc}", 502)
-        return RedirectResponse(
-            f"/admin/probes/{probe_id}?" + urlencode({"via": f"{host}:{port}"}), status_code=303
-        )
+        return RedirectResponse(f"/admin/probes/{probe_id}?" + urlencode({"via": f"{host}:{port}"}), status_code=303)
 
     def probe_page(self, request: Request) -> Response:
         progress = probe_progress(self.services, request.path_params["probe_id"], PROBE_TIMEOUT)

@@ -37,26 +37,11 @@ from ..people.sessions import (
 )
 from ..records.inbox import COUNT_CAP, PAGE_SIZES, InboxFilter
 from ..services import Services
+from ..texts import NOTICES
 from . import downloads
 from .downloads import safe_content_type
 from .labels import install_filters
 from .pages import Handler, client_address, field, form_text, page, path_int, safe_next, session_of
-
-NOTICES = {
-    "dismissed": "対象外にしました。",
-    "undismissed": "対象外を取り消し、未処理に戻しました。",
-    "cancelled": "収受を取り消しました。番号は欠番として残ります。",
-    "amended": "収受の内容を訂正しました。文書管理システムには訂正として届きます。",
-    "saved": "保存しました。",
-    "classification_added": "文書分類を追加しました。収受登録の文書分類に選べます。",
-    "section_added": "課を追加しました。文書記号を確かめ、収受用アドレスと職員の所属に選べます。",
-    "address_added": "収受用アドレスを追加しました。MTA の設定に反映してください（「MTA 設定」）。",
-    "address_deleted": "収受用アドレスを削除しました。MTA の設定からも外してください（「MTA 設定」）。",
-    "address_enabled": "収受用アドレスを有効にしました。この宛先のメールを受け付けます。",
-    "address_disabled": "収受用アドレスを無効にしました。この宛先のメールは受け付けず、保存済みのメールはそのまま残ります。",
-    "logged_out": "ログアウトしました。",
-    "unlocked": "ログインの停止を解除しました。本人に伝えてください。",
-}
 
 
 def _safe_list_url(value: str | None) -> str:

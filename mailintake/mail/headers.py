@@ -11,6 +11,7 @@ import email.utils
 import re
 from email.message import Message as EmailMessage
 
+from ..texts import DEFECT_FALLBACK, DEFECT_NOTES, DEFECT_WHERE
 from . import charsets
 from .parsed import MAX_ADDRESS_HEADER, MAX_DEPTH, MAX_HEADER_INPUT, Limits, ParsedMessage
 
@@ -160,27 +161,6 @@ def _date(msg: EmailMessage, out: ParsedMessage) -> dt.datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
-
-
-# What the standard library's defect classes mean to a clerk; each note ends
-# with where to look (see _describe_defects).
-DEFECT_NOTES = {
-    "CloseBoundaryNotFoundDefect": "メールの終わりの区切りが見つからなかったため、最後の部分は推定で読み取りました",
-    "StartBoundaryNotFoundDefect": "本文と添付ファイルの区切りが見つかりませんでした",
-    "NoBoundaryInMultipartDefect": "本文と添付ファイルの区切りが指定されていませんでした",
-    "MultipartInvariantViolationDefect": "添付ファイル付きの形式なのに、本文と添付ファイルに分かれていませんでした",
-    "InvalidBase64CharactersDefect": "添付ファイルの符号化が壊れていたため、一部を復元できませんでした",
-    "InvalidBase64PaddingDefect": "添付ファイルの符号化が途中で切れていたため、一部を復元できませんでした",
-    "InvalidBase64LengthDefect": "添付ファイルの符号化が途中で切れていたため、一部を復元できませんでした",
-    "InvalidMultipartContentTransferEncodingDefect": "添付ファイル付きメールの符号化の指定が正しくありませんでした",
-    "MissingHeaderBodySeparatorDefect": "ヘッダーと本文の間の空行がありませんでした",
-    "FirstHeaderLineIsContinuationDefect": "ヘッダーの最初の行が正しくありませんでした",
-    "MisplacedEnvelopeHeaderDefect": "ヘッダーの途中に配送用の行が混じっていました",
-    "UndecodableBytesDefect": "読み取れない文字が含まれていました",
-    "InvalidDateDefect": "送信日時の書き方が正しくありませんでした",
-}
-DEFECT_FALLBACK = "メールの形式に不備がありました"
-DEFECT_WHERE = "（原文は「ソースを表示」から確認できます）"
 
 
 def _describe_defects(msg: EmailMessage, out: ParsedMessage) -> None:

@@ -19,6 +19,7 @@ from ..errors import MailintakeError, NotFound
 from ..intake.probe import HEADER, PROBE_LIFETIME, make_token
 from ..models import Message, Probe, utcnow
 from ..services import Services
+from ..texts import cannot_connect
 
 
 class ProbeFailed(MailintakeError):
@@ -47,9 +48,7 @@ def probe_progress(services: Services, probe_id: str, timeout: float) -> ProbePr
         probe = session.get(Probe, probe_id)
         if probe is None:
             raise NotFound("その疎通確認はありません")
-        arrived = session.execute(
-            select(Message.id, Message.received_at).where(Message.probe_id == probe_id)
-        ).first()
+        arrived = session.execute(select(Message.id, Message.received_at).where(Message.probe_id == probe_id)).first()
     elapsed = (utcnow() - probe.sent_at).total_seconds()
     after = (arrived.received_at - probe.sent_at).total_seconds() if arrived is not None else None
     return ProbeProgress(probe_id, probe.address, elapsed, timeout, None if after is None else max(after, 0.0))
@@ -92,8 +91,12 @@ def send_probe(services: Services, address: str, host: str, port: int, sender: s
         ) from exc
     except (OSError, smtplib.SMTPException) as exc:
         raise ProbeFailed(
-            f"メールサーバー（{host}:{port}）に接続できませんでした。サーバーが動いているか、"
-            "経由先（設定の probe_via、または画面で指定した経由する MTA）が正しいかを確認してください。"
+            cannot_connect(
+                "メールサーバー",
+                f"{host}:{port}",
+                "サーバーが動いているか、経由先（設定の probe_via、または画面で指定した経由する MTA）が"
+                "正しいかを確認してください。",
+            )
         ) from exc
     return probe_id
 

@@ -27,6 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..errors import ConfigError
+from ..texts import cannot_connect
 from .once import OnceStore
 from .signin import ExternalIdentity, SignInRefused
 
@@ -210,7 +211,10 @@ def _refused(reason: str) -> SignInRefused:
 
 def _unreachable(reason: str) -> SignInRefused:
     return SignInRefused(
-        "認証基盤に接続できませんでした。しばらくしてからもう一度お試しください。"
-        "続く場合はシステム管理者に連絡してください。",
+        cannot_connect(
+            "認証基盤",
+            "OpenID Connect",
+            "しばらくしてからもう一度お試しください。続く場合はシステム管理者に連絡してください。",
+        ),
         reason,
     )
