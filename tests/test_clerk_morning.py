@@ -312,8 +312,9 @@ def test_the_list_counts_each_status_and_offers_today_yesterday_and_this_week(
     page = clerk.get("/messages").text
     assert "未処理（3）" in page and "対象外（1）" in page and "収受済（0）" in page
     everything = clerk.get("/messages", params={"status": "all"}).text
-    today = re.search(r'<a href="([^"]+)"[^>]*>今日</a>', everything)
+    today = re.search(r'<a href="([^"]+)"[^>]*>今日（3）</a>', everything)
     assert today is not None and "status=all" in today.group(1)  # the link keeps the other filters
+    assert ">昨日（0）</a>" in everything and ">今週（3）</a>" in everything  # quick filters counted too
     listed = clerk.get(today.group(1).replace("&amp;", "&")).text
     assert listed.count(">今日のメール</a>") == 3 and "先月のメール" not in listed
     assert "対象外（0）" in listed  # the counts follow the other filters
@@ -570,3 +571,34 @@ def test_the_default_probe_goes_through_the_mta_and_says_so_when_the_mta_does_no
         services.close()
     finally:
         mta.stop()
+
+
+def test_the_list_as_it_was_survives_a_registration_and_an_input_error(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "sato", ["総務課"])
+    message_id = stored_message(services, SOUMU, subject="会議の照会")
+    clerk = browsers(service.base_url)
+    clerk.login("sato")
+    listed = clerk.get("/messages", params={"q": "会議", "sort": "oldest", "limit": "100"}).text
+    list_url = "/messages?q=%E4%BC%9A%E8%AD%B0&amp;sort=oldest&amp;limit=100"
+    assert f'<input type="hidden" name="back" value="{list_url}">' in listed  # the pick form carries it
+    back = list_url.replace("&amp;", "&")
+    form = clerk.get("/register", params={"id": message_id, "back": back}).text
+    assert f'<a href="{list_url}">« 受信一覧</a>' in form
+
+    row = {
+        "message_id": message_id,
+        f"subject_{message_id}": "会議の照会",
+        f"sender_{message_id}": "山田",
+        f"received_on_{message_id}": "2026-11-20",
+        "back": back,
+    }
+    refused = clerk.post("/register", row)  # no 保存期間
+    assert refused.status_code == 400 and f'<a href="{list_url}">« 受信一覧</a>' in refused.text
+    done = clerk.post("/register", {**row, f"retention_{message_id}": "5年"})
+    registered = clerk.get(done.headers["location"]).text
+    assert f'<a href="{list_url}">受信一覧へ戻る</a>' in registered
+    # Elsewhere is not a list to go back to.
+    form = clerk.get("/register", params={"id": message_id, "back": "https://evil.example/"}).text
+    assert '<a href="/messages">« 受信一覧</a>' in form

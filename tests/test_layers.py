@@ -44,7 +44,10 @@ def test_the_linkage_engine_imports_nothing_of_mailintake() -> None:
 
 # Lowest first. A module may import from its own layer and the layers below.
 LAYERS = (
-    ("base", ("errors", "config", "models", "db", "schema", "blobs", "fsync", "jpdates", "logs", "texts", "migrations")),
+    (
+        "base",
+        ("errors", "config", "models", "db", "schema", "blobs", "fsync", "jpdates", "logs", "texts", "migrations"),
+    ),
     ("mail", ("mail",)),
     ("people", ("people",)),
     ("records", ("records",)),

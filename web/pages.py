@@ -29,6 +29,12 @@ def safe_next(value: str | None) -> str:
     return "/messages"
 
 
+def safe_list_url(value: str | None) -> str:
+    """The list the clerk came from (filters, search words, page), or the plain list."""
+    url = safe_next(value)
+    return url if url.startswith("/messages?") or url == "/messages" else "/messages"
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 

@@ -23,7 +23,7 @@ from ..records.registrations import RECEIPT_METHODS
 from ..records.registry import Amendment, RegistrationRequest
 from ..records.spreadsheet import ENCODINGS as CSV_ENCODINGS
 from .downloads import content_disposition
-from .pages import Handler, client_address, field, form_of, form_text, page, path_int, session_of
+from .pages import Handler, client_address, field, form_of, form_text, page, path_int, safe_list_url, session_of
 from .ui import PageSet
 
 
@@ -90,6 +90,7 @@ class RegistrationPages(PageSet):
             values=values or {},
             # After an error, the attachment boxes as they were ticked ("attachment_<mail>:<id>").
             chosen=chosen,
+            back=safe_list_url((values or {}).get("back") or request.query_params.get("back")),
         )
 
     def register(self, request: Request) -> Response:
@@ -104,6 +105,7 @@ class RegistrationPages(PageSet):
             chosen = {f"{k}:{v}" for k, v in typed if k.startswith("attachment_")}
             return self._register_page(request, ids, dict(typed), chosen, str(exc))
         query = [("id", r.id) for r in created] + [("taken", t.message_id) for t in taken]
+        query.append(("back", safe_list_url(form_text(form, "back"))))
         return RedirectResponse("/registered?" + urlencode(query), status_code=303)
 
     def _oldest_first(self, user: UserInfo, ids: list[int]) -> list[int]:
@@ -187,7 +189,8 @@ class RegistrationPages(PageSet):
         # Mails another clerk registered or dismissed meanwhile: named, not registered.
         taken = self.services.inbox.messages(user, _ids(request.query_params.getlist("taken")))
         next_new = self.services.inbox.next_new(user)
-        return self.render(request, "registered.html", registrations=rows, taken=taken, next_new=next_new)
+        back = safe_list_url(request.query_params.get("back"))
+        return self.render(request, "registered.html", registrations=rows, taken=taken, next_new=next_new, back=back)
 
     def cancel(self, request: Request) -> Response:
         registration = self.services.registry.cancel(

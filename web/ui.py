@@ -9,6 +9,7 @@ database work never blocks the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import secrets
@@ -41,13 +42,7 @@ from ..texts import NOTICES
 from . import downloads
 from .downloads import safe_content_type
 from .labels import install_filters
-from .pages import Handler, client_address, field, form_text, page, path_int, safe_next, session_of
-
-
-def _safe_list_url(value: str | None) -> str:
-    """The list the clerk came from (filters, search words, page), or the plain list."""
-    url = safe_next(value)
-    return url if url.startswith("/messages?") or url == "/messages" else "/messages"
+from .pages import Handler, client_address, field, form_text, page, path_int, safe_list_url, safe_next, session_of
 
 
 def login_links(services: Services, next_url: str) -> list[tuple[str, str]]:
@@ -209,11 +204,34 @@ class WebUI:
             list_url=list_url,
             pane=pane,
             counts=counts,
-            quick=_quick_filters(params, today),
+            quick=self._quick_filters(user, wanted, params, today),
             count_cap=COUNT_CAP,
             all_statuses_url="/messages?" + urlencode({**params, "status": "all"}),
             all_dates_url="/messages?" + urlencode({k: v for k, v in params.items() if k not in ("from", "to")}),
         )
+
+    def _quick_filters(
+        self, user: Any, wanted: InboxFilter, params: dict[str, str], today: dt.date
+    ) -> list[tuple[str, str, bool, int | None]]:
+        """今日, 昨日, 今週 (Monday to today, Japan time) as (label, url,
+        chosen, count), keeping every other filter; counted when no search
+        words are given (a search counts its own matches)."""
+        ranges = {
+            "今日": (today, today),
+            "昨日": (today - dt.timedelta(days=1), today - dt.timedelta(days=1)),
+            "今週": (today - dt.timedelta(days=today.weekday()), today),
+        }
+        out = []
+        for label, (start, end) in ranges.items():
+            url = "/messages?" + urlencode({**params, "from": start.isoformat(), "to": end.isoformat()})
+            chosen = params.get("from") == start.isoformat() and params.get("to") == end.isoformat()
+            count = (
+                None
+                if wanted.q
+                else self.services.inbox.count_of(user, dataclasses.replace(wanted, date_from=start, date_to=end))
+            )
+            out.append((label, url, chosen, count))
+        return out
 
     def _opened(self, request: Request, list_url: str) -> dict[str, Any] | None:
         """The mail named by ``open=`` for the reading pane (the list without
@@ -230,12 +248,12 @@ class WebUI:
     # -- メール詳細 -------------------------------------------------------------------
 
     def message_detail(self, request: Request) -> Response:
-        back = _safe_list_url(request.query_params.get("back"))
+        back = safe_list_url(request.query_params.get("back"))
         return self.render(request, "message.html", **self._mail(request, path_int(request, "message_id"), back))
 
     def message_pane(self, request: Request) -> Response:
         """The reading pane's content, fetched by the list's script."""
-        back = _safe_list_url(request.query_params.get("back"))
+        back = safe_list_url(request.query_params.get("back"))
         response = self.render(request, "_pane.html", **self._mail(request, path_int(request, "message_id"), back))
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -350,7 +368,7 @@ class WebUI:
         self.services.registry.dismiss(user, message_id, field(request, "reason"), client_address(request))
         back = field(request, "back")
         if back:  # from the reading pane: back to the list, the next new mail open
-            url = _safe_list_url(back)
+            url = safe_list_url(back)
             following = self.services.inbox.next_new(
                 user, self.services.inbox.message(user, message_id, mark_read=False)
             )
@@ -364,22 +382,6 @@ class WebUI:
         return RedirectResponse(f"/messages/{message_id}?notice=undismissed", status_code=303)
 
     # -- 収受登録 ---------------------------------------------------------------------
-
-
-def _quick_filters(params: dict[str, str], today: dt.date) -> list[tuple[str, str, bool]]:
-    """今日, 昨日, 今週 (Monday to today, Japan time) as (label, url, chosen),
-    keeping every other filter."""
-    ranges = {
-        "今日": (today, today),
-        "昨日": (today - dt.timedelta(days=1), today - dt.timedelta(days=1)),
-        "今週": (today - dt.timedelta(days=today.weekday()), today),
-    }
-    out = []
-    for label, (start, end) in ranges.items():
-        wanted = {**params, "from": start.isoformat(), "to": end.isoformat()}
-        chosen = params.get("from") == start.isoformat() and params.get("to") == end.isoformat()
-        out.append((label, "/messages?" + urlencode(wanted), chosen))
-    return out
 
 
 def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeError) -> Response:

@@ -111,6 +111,17 @@ class Inbox:
             }
             return StatusCounts(counts, frozenset(status for status, n in counts.items() if n > cap))
 
+    def count_of(self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP) -> int:
+        """How many mails the filter (without search words) holds, counted
+        up to ``cap`` + 1: one capped index count, for the quick filters."""
+        scope = who if isinstance(who, Scope) else Scope.of(who)
+        plain = dataclasses.replace(wanted, q="", cursor=None)
+        with Session(self.engine) as session:
+            address_ids = self._address_ids(session, scope, plain)
+            stmt = _summaries(scope).with_only_columns(Message.status).limit(cap + 1)
+            found = _filtered(session, _in_addresses(stmt, scope, address_ids, plain), plain).subquery()
+            return int(session.scalar(select(func.count()).select_from(found)) or 0)
+
     def _newest_matching(
         self,
         session: Session,
