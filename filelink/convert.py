@@ -6,6 +6,7 @@ refused whole. Streams in chunks, so memory stays flat for any file size."""
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 
 from .errors import ConversionError
@@ -41,3 +42,22 @@ def convert_file(source: Path, target: Path, conversion: str) -> None:
             if final:
                 break
             offset += len(chunk)
+
+
+def converted(work: Path, conversion: str) -> Path:
+    """The work file converted beside it (``.out``): written under ``.tmp``,
+    validated whole, fsynced, renamed; a finished one is reused after a
+    restart. :class:`ConversionError` when it does not convert."""
+    out, partial = work.with_suffix(".out"), work.with_suffix(".tmp")
+    if out.exists() and not partial.exists():
+        return out
+    partial.unlink(missing_ok=True)
+    try:
+        convert_file(work, partial, conversion)
+    except ConversionError:
+        partial.unlink(missing_ok=True)
+        raise
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.rename(partial, out)
+    return out

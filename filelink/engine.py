@@ -1,6 +1,8 @@
 """Picking up complete files and delivering them exactly once.
 
-A file's journey, each step committed in the journal before the next:
+A file's journey, each step committed in the journal before the next (the
+files of one scan take each step together: one commit for all their
+claims, one for their final names, one for their completions):
 
 1. **claim**: the journal records the transfer, then the file is renamed from
    the outbox into the engine's work area (same file system, atomic), so the
@@ -22,36 +24,28 @@ happened, so nothing is delivered twice or lost.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import logging
 import os
 import secrets
-import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import Config, Route
-from .convert import convert_file
+from .convert import converted
 from .errors import ConversionError, DeliveryRefused, NotAFile
-from .files import copy_file, free_name, fsync_dir, is_temporary, name_problem, sha256_of
+from .files import copy_file, free_name, fsync_dir, move_to_error, name_problem, sha256_of
 from .jobs import prune_archive, run_job
 from .journal import Journal, Transfer
+from .pickup import Pickup
 from .status import route_status, write_status
 from .transfer_log import TransferLog
 
 log = logging.getLogger(__name__)
 
-REASON_SUFFIX = ".reason.txt"
-
-
-@dataclass
-class _Seen:
-    size: int
-    mtime_ns: int
-    since: float
+# Files claimed, linked and finished together (three journal commits).
+BATCH_SIZE = 200
 
 
 class Engine:
@@ -62,7 +56,7 @@ class Engine:
         config.archive_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(config.journal_path)
         self.transfer_log = TransferLog(config)
-        self._seen: dict[Path, _Seen] = {}
+        self.pickup = Pickup(config, self.transfer_log)
         self._hashes: dict[str, tuple[int, str]] = {}
         self._last_prune = 0.0
         self._last_status = 0.0
@@ -99,11 +93,11 @@ class Engine:
     def scan_once(self) -> int:
         handled = 0
         for route in self.config.enabled_routes:
-            for path in self.complete_files(route):
-                transfer = self.claim(route, path)
-                if transfer is not None:
-                    self.process(transfer)
-                    handled += 1
+            ready = self.complete_files(route)
+            for start in range(0, len(ready), BATCH_SIZE):
+                transfers = self.claim_batch(route, ready[start : start + BATCH_SIZE])
+                self.process_batch(route, transfers)
+                handled += len(transfers)
         for transfer in self.journal.unfinished():
             self.process(transfer)
         self._prune_archive()
@@ -114,51 +108,26 @@ class Engine:
     def complete_files(self, route: Route) -> list[Path]:
         """Files of ``route``'s outbox that are complete by its strategy;
         symlinks, folders and special files go to the error folder."""
-        outbox = self.config.outbox(route)
-        try:
-            entries = sorted(os.scandir(outbox), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        names = {entry.name for entry in entries}
-        ready = []
-        now = time.monotonic()
-        for entry in entries:
-            name = entry.name
-            if is_temporary(name):
-                continue
-            if route.completeness == "done-file" and name.endswith(route.done_suffix):
-                continue
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                kind = "シンボリックリンク" if stat.S_ISLNK(st.st_mode) else "通常のファイルではないもの"
-                self._refuse_entry(route, Path(entry.path), f"{kind}は受け付けません")
-                continue
-            if not fnmatch.fnmatch(name, route.pattern):
-                continue
-            if route.completeness == "done-file" and name + route.done_suffix not in names:
-                continue
-            if route.completeness == "stable" and not self._stable(Path(entry.path), st, route, now):
-                continue
-            ready.append(Path(entry.path))
-        return ready
-
-    def _stable(self, path: Path, st: os.stat_result, route: Route, now: float) -> bool:
-        seen = self._seen.get(path)
-        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._seen[path] = _Seen(st.st_size, st.st_mtime_ns, now)
-            return False
-        return now - seen.since >= route.stable_seconds
+        return self.pickup.complete_files(route)
 
     def claim(self, route: Route, path: Path) -> Transfer | None:
-        problem = name_problem(path.name)
-        if problem is not None:
-            self._refuse_entry(route, path, problem)
-            return None
-        transfer_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(6)
-        self.journal.begin_claim(transfer_id, route.id, path.name, path, route.destinations)
-        transfer = self.journal.get(transfer_id)
-        assert transfer is not None
-        return transfer
+        claimed = self.claim_batch(route, [path])
+        return claimed[0] if claimed else None
+
+    def claim_batch(self, route: Route, paths: list[Path]) -> list[Transfer]:
+        """The journal records every claim in one commit; the renames follow."""
+        transfers = []
+        for path in paths:
+            problem = name_problem(path.name)
+            if problem is not None:
+                self.pickup.refuse(route, path, problem)
+                continue
+            transfer_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(6)
+            transfers.append(Transfer(transfer_id, route.id, path.name, str(path), "claiming", None, None, 0, None, ""))
+        self.journal.begin_claims(
+            [(t.id, route.id, t.name, Path(t.source_path), route.destinations) for t in transfers]
+        )
+        return transfers
 
     # -- one transfer, from any state to done ------------------------------------
 
@@ -178,16 +147,79 @@ class Engine:
             payload = self._payload(transfer, route)
             if payload is None:
                 return
-            if route.pre and not self._run_command("pre", route, transfer, payload):
+            if route.pre and not run_job("pre", route, transfer, payload, self.transfer_log):
                 raise DeliveryRefused("前処理コマンドが失敗しました")
             for delivery in self.journal.deliveries(transfer.id):
                 if delivery.state != "delivered":  # 'delivered' only once the transfer is done
                     self._deliver(transfer, route, delivery.destination, delivery.state, delivery.final_name, payload)
             if route.post:
-                self._run_command("post", route, transfer, payload)
+                run_job("post", route, transfer, payload, self.transfer_log)
             self._archive(transfer, route)
         except (OSError, DeliveryRefused) as exc:
             self._retry_later(transfer, route, exc)
+
+    def process_batch(self, route: Route, transfers: list[Transfer]) -> None:
+        """The files of one scan together, through the same journal states as
+        :meth:`process` but with one commit for all their chosen names and
+        one for all their completions, and each inbox's folder made durable
+        once. Routes with commands or ``on_conflict = "error"`` go one by one."""
+        if route.pre or route.post or route.on_conflict == "error" or len(transfers) < 2:
+            for transfer in transfers:
+                self.process(transfer)
+            return
+        started = time.monotonic()
+        copied: list[tuple[Transfer, Path]] = []
+        for transfer in transfers:
+            try:
+                if not self._take_from_outbox(transfer, route) or (payload := self._payload(transfer, route)) is None:
+                    continue
+                for destination in route.destinations:
+                    self._temporary(route, destination, transfer).unlink(missing_ok=True)
+                    copy_file(payload, self._temporary(route, destination, transfer))
+                copied.append((transfer, payload))
+            except OSError as exc:
+                self._retry_later(transfer, route, exc)
+        chosen = [
+            (
+                transfer,
+                payload,
+                destination,
+                free_name(self.config.inbox(route, destination), transfer.name, route.on_conflict),
+            )
+            for transfer, payload in copied
+            for destination in route.destinations
+        ]
+        self.journal.linking_many([(t.id, destination, name) for t, _, destination, name in chosen])
+        failed: set[str] = set()
+        for transfer, payload, destination, name in chosen:
+            try:
+                self._link(transfer, route, destination, name, payload)
+            except (OSError, DeliveryRefused) as exc:
+                if transfer.id not in failed:
+                    failed.add(transfer.id)
+                    self._retry_later(transfer, route, exc)
+        for destination in route.destinations:
+            fsync_dir(self.config.inbox(route, destination))
+        done = [transfer for transfer, _ in copied if transfer.id not in failed]
+        for transfer, _, destination, name in chosen:
+            if transfer.id not in failed:
+                self._delivered(transfer, route, destination, name, started)
+        for transfer in done:
+            self._move_to_archive(transfer, route)
+        self.journal.finish_many([(t.id, t.size or 0, t.sha256 or "") for t in done])
+        for transfer in done:
+            self._hashes.pop(transfer.id, None)
+
+    def _link(self, transfer: Transfer, route: Route, destination: str, name: str, payload: Path) -> None:
+        """A batch's link of a recorded name; a name taken meanwhile goes the
+        one-file way, which picks the next free one and logs it."""
+        temporary = self._temporary(route, destination, transfer)
+        try:
+            os.link(temporary, self.config.inbox(route, destination) / name)
+        except FileExistsError:
+            self._deliver(transfer, route, destination, "linking", name, payload)
+            return
+        temporary.unlink()
 
     def _take_from_outbox(self, transfer: Transfer, route: Route) -> bool:
         work = self._work(transfer.id)
@@ -226,21 +258,14 @@ class Engine:
         work = self._work(transfer.id)
         if not route.convert:
             return work
-        converted = self._work(transfer.id, ".out")
-        if converted.exists() and not self._work(transfer.id, ".tmp").exists():
-            return converted
-        partial = self._work(transfer.id, ".tmp")
-        partial.unlink(missing_ok=True)
         try:
-            convert_file(work, partial, route.convert)
+            return converted(work, route.convert)
         except ConversionError as exc:
-            partial.unlink(missing_ok=True)
             self._to_error(transfer, route, f"文字コード変換（{route.convert}）ができません: {exc}")
             return None
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.rename(partial, converted)
-        return converted
+
+    def _temporary(self, route: Route, destination: str, transfer: Transfer) -> Path:
+        return self.config.inbox(route, destination) / f".filelink-{transfer.id}.tmp"
 
     def _deliver(
         self,
@@ -252,7 +277,7 @@ class Engine:
         payload: Path,
     ) -> None:
         inbox = self.config.inbox(route, destination)
-        temporary = inbox / f".filelink-{transfer.id}.tmp"
+        temporary = self._temporary(route, destination, transfer)
         started = time.monotonic()
         if state == "linking" and final_name is not None:
             if not temporary.exists():
@@ -313,51 +338,29 @@ class Engine:
         )
 
     def _archive(self, transfer: Transfer, route: Route) -> None:
-        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        folder = self.config.archive_dir / route.id / day
+        self._move_to_archive(transfer, route)
+        self.journal.finish(transfer.id, transfer.size or 0, transfer.sha256 or "")
+        self._hashes.pop(transfer.id, None)
+
+    def _move_to_archive(self, transfer: Transfer, route: Route) -> None:
+        folder = self.config.archive_dir / route.id / dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
         work = self._work(transfer.id)
         if work.exists():
             os.rename(work, folder / f"{transfer.id}.data")
         self._work(transfer.id, ".out").unlink(missing_ok=True)
-        self.journal.finish(transfer.id, transfer.size or 0, transfer.sha256 or "")
-        self._hashes.pop(transfer.id, None)
 
     def _to_error(self, transfer: Transfer, route: Route, reason: str) -> None:
         """Refuse a claimed file: it goes to the sender's error folder."""
-        folder = self.config.error_dir(route.source)
-        target = folder / f"{transfer.id}-{transfer.name}"
-        os.rename(self._work(transfer.id), target)
-        self._write_reason(target, reason, transfer.name)
+        move_to_error(
+            self.config, self._work(transfer.id), f"{transfer.id}-{transfer.name}", route, reason, transfer.name
+        )
         self.journal.set_state(transfer.id, "error", reason)
         self._hashes.pop(transfer.id, None)
         self.transfer_log.write(
             result="error", route=route.id, transfer=transfer.id, file=transfer.name, source=route.source, reason=reason
         )
         log.warning("%s: %s refused: %s", route.id, transfer.name, reason)
-
-    def _refuse_entry(self, route: Route, path: Path, reason: str) -> None:
-        """An outbox entry that is not a file we take (moved as it is: a
-        symlink moves as a link, never followed)."""
-        folder = self.config.error_dir(route.source)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        safe = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in path.name)[:200]
-        target = folder / f"{stamp}-{safe}"
-        try:
-            os.rename(path, target)
-        except OSError as exc:
-            log.error("%s: cannot move %s to the error folder: %s", route.id, path, exc)
-            return
-        self._write_reason(target, reason, path.name)
-        self.transfer_log.write(result="refused", route=route.id, file=path.name, source=route.source, reason=reason)
-        log.warning("%s: %s refused: %s", route.id, path.name, reason)
-
-    def _write_reason(self, target: Path, reason: str, original: str) -> None:
-        text = f"元のファイル名: {original}\n理由: {reason}\n日時: {dt.datetime.now(dt.UTC).isoformat()}\n"
-        reason_path = target.parent / (target.name + REASON_SUFFIX)
-        fd = os.open(reason_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
 
     def _retry_later(self, transfer: Transfer, route: Route, exc: BaseException) -> None:
         current = self.journal.get(transfer.id)
@@ -378,9 +381,6 @@ class Engine:
         log.warning(
             "%s: %s not delivered yet (attempt %d, retry in %.0fs): %s", route.id, transfer.name, attempts, delay, exc
         )
-
-    def _run_command(self, which: str, route: Route, transfer: Transfer, payload: Path) -> bool:
-        return run_job(which, route, transfer, payload, self.transfer_log)
 
     def _prune_archive(self) -> None:
         if time.monotonic() - self._last_prune < 3600:

@@ -4,13 +4,20 @@ link, hashing, copying, and making a folder's entries durable."""
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import NotAFile
+
+if TYPE_CHECKING:
+    from .config import Config, Route
+
+REASON_SUFFIX = ".reason.txt"
 
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
 
@@ -104,3 +111,15 @@ def free_name(inbox: Path, name: str, on_conflict: str) -> str:
         if not (inbox / candidate).exists():
             return candidate
         generation += 1
+
+
+def move_to_error(config: Config, path: Path, target_name: str, route: Route, reason: str, original: str) -> None:
+    """A refused file (or outbox entry, moved as it is) into the sender's
+    error folder, with the reason beside it in Japanese."""
+    target = config.error_dir(route.source) / target_name
+    os.rename(path, target)
+    text = f"元のファイル名: {original}\n理由: {reason}\n日時: {dt.datetime.now(dt.UTC).isoformat()}\n"
+    reason_path = target.parent / (target.name + REASON_SUFFIX)
+    fd = os.open(reason_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -84,32 +84,43 @@ class Journal:
     # -- transfers -----------------------------------------------------------------
 
     def begin_claim(self, transfer_id: str, route: str, name: str, source: Path, destinations: tuple[str, ...]) -> None:
+        self.begin_claims([(transfer_id, route, name, source, destinations)])
+
+    def begin_claims(self, claims: list[tuple[str, str, str, Path, tuple[str, ...]]]) -> None:
+        """Several claims (id, route, name, source, destinations) in one commit."""
         stamp = now()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(
+            self.db.executemany(
                 "INSERT INTO transfers (id, route, name, source_path, state, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, 'claiming', ?, ?)",
-                (transfer_id, route, name, str(source), stamp, stamp),
+                [
+                    (transfer_id, route, name, str(source), stamp, stamp)
+                    for transfer_id, route, name, source, _ in claims
+                ],
             )
             self.db.executemany(
                 "INSERT INTO deliveries (transfer_id, destination, state) VALUES (?, ?, 'pending')",
-                [(transfer_id, d) for d in destinations],
+                [(transfer_id, d) for transfer_id, _, _, _, destinations in claims for d in destinations],
             )
 
     def finish(self, transfer_id: str, size: int, sha256: str) -> None:
-        """Done: archived, every destination delivered, in one commit."""
+        self.finish_many([(transfer_id, size, sha256)])
+
+    def finish_many(self, done: list[tuple[str, int, str]]) -> None:
+        """Done: archived, every destination delivered; several transfers
+        (id, size, sha256) in one commit."""
         stamp = now()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(
+            self.db.executemany(
                 "UPDATE transfers SET state = 'done', size = ?, sha256 = ?, last_error = '', next_attempt_at = NULL,"
                 " updated_at = ? WHERE id = ?",
-                (size, sha256, stamp, transfer_id),
+                [(size, sha256, stamp, transfer_id) for transfer_id, size, sha256 in done],
             )
-            self.db.execute(
+            self.db.executemany(
                 "UPDATE deliveries SET state = 'delivered', delivered_at = ? WHERE transfer_id = ?",
-                (stamp, transfer_id),
+                [(stamp, transfer_id) for transfer_id, _, _ in done],
             )
 
     def forget(self, transfer_id: str) -> None:
@@ -157,10 +168,16 @@ class Journal:
         return [Delivery(*row) for row in rows]
 
     def linking(self, transfer_id: str, destination: str, final_name: str) -> None:
-        self._write(
-            "UPDATE deliveries SET state = 'linking', final_name = ? WHERE transfer_id = ? AND destination = ?",
-            (final_name, transfer_id, destination),
-        )
+        self.linking_many([(transfer_id, destination, final_name)])
+
+    def linking_many(self, chosen: list[tuple[str, str, str]]) -> None:
+        """The final names (id, destination, name) about to be linked, in one commit."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "UPDATE deliveries SET state = 'linking', final_name = ? WHERE transfer_id = ? AND destination = ?",
+                [(name, transfer_id, destination) for transfer_id, destination, name in chosen],
+            )
 
     def reset_delivery(self, transfer_id: str, destination: str) -> None:
         self._write(
