@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from ..blobs import BlobStore, OriginalStore
 from ..fsync import fsync_dir
+from ..leases import RETRY_SECONDS, Lease
 from ..mail.filenames import download_name
 from ..models import HandoffPush, Registration, RegistrationEvent, utcnow
 from . import package
@@ -62,7 +63,11 @@ class Pusher:
         """Push until ``stop`` is set; a database or folder problem is
         logged and retried, never lost."""
         log.info("push mode: packages go to %s", self.outbox)
+        lease = Lease(self.engine, "handoff-push")  # one node writes the packages
         while not stop.is_set():
+            if not lease.held():
+                stop.wait(RETRY_SECONDS)
+                continue
             try:
                 pushed = self.push_pending(stop)
             except (SQLAlchemyError, OSError) as exc:
@@ -70,6 +75,7 @@ class Pusher:
                 pushed = 0
             if not pushed:
                 stop.wait(POLL_SECONDS)
+        lease.release()
 
     def push_pending(self, stop: threading.Event | None = None) -> int:
         """Write the packages of events not yet pushed; returns how many."""

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ..blobs import BlobStore, OriginalStore
 from ..config import Settings
+from ..leases import RETRY_SECONDS, Lease
 from ..mail.addresses import designated_form
 from ..mail.decoding import parse_spooled_message
 from ..mail.parsed import Limits, ParsedMessage
@@ -163,9 +164,13 @@ class Ingester:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except OSError:
             pass
+        lease = Lease(self.engine, "search-indexer")  # one node indexes for all
         while not should_stop():
             if time.monotonic() - self._last_busy < IDLE_SECONDS:
                 time.sleep(0.5)
+                continue
+            if not lease.held():
+                time.sleep(RETRY_SECONDS)
                 continue
             try:
                 if search.index_pending(self.engine, batch=IDLE_INDEX_BATCH) == 0:
@@ -176,6 +181,7 @@ class Ingester:
             except Exception:
                 log.exception("search indexing failed; retrying")
                 time.sleep(self.settings.ingest_retry_seconds)
+        lease.release()
 
     def ingest_pending(self, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Ingest committed spool entries in batches; returns how many."""
