@@ -24,3 +24,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.web_list
 	$(BIN)/python -m bench.filelink
 	$(BIN)/python -m bench.handoff
+	$(BIN)/python -m bench.web_load
