@@ -84,7 +84,7 @@ def run_one(database: str, count: int, seconds: int) -> dict[str, Any]:
                 subprocess.run(
                     [
                         sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("web_load_clerks.py")),
-                        "--headless", "--users", str(CLERKS), "--spawn-rate", "25", "--run-time", f"{seconds}s",
+                        "--headless", "--users", str(CLERKS), "--spawn-rate", "5", "--run-time", f"{seconds}s",
                         "--host", f"http://127.0.0.1:{http_port}", "--csv", f"{tmp}/load", "--only-summary",
                         "--loglevel", "WARNING",
                     ],

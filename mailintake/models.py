@@ -272,6 +272,19 @@ class SignInOnce(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SignInAttempt(Base):
+    """A sign-in attempt the throttle counts, per account (``u:NAME``) and
+    per client address (``c:ADDRESS``). In the database, so that a clerk
+    sent to another node by the proxy meets the same count."""
+
+    __tablename__ = "signin_attempts"
+    __table_args__ = (Index("ix_signin_attempts_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class DirectoryPerson(Base):
     """A person of the latest 異動情報 (職員番号, 氏名, 所属コード), kept so
     that a single sign-on can create their account when they first come."""

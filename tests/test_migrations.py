@@ -24,6 +24,7 @@ from mailintake.config import Settings
 from mailintake.db import make_engine
 from mailintake.intake.ingest import SCHEMA_CHECK_SECONDS
 from mailintake.models import Base, Message, ReceiptCounter
+from mailintake.people.sessions import LoginThrottle
 from mailintake.people.signin import ExternalIdentity
 from mailintake.records import search
 from mailintake.records.registry import RegistrationRequest
@@ -247,6 +248,10 @@ class TestUpgradeFromThePreviousRelease:
             assert services.sso.signins.user_for(ExternalIdentity("saml", "SATO")).id == clerk.id
             cookie = services.sessions.start(clerk, method="saml", signout_hint='{"name_id": "SATO"}')
             assert services.sessions.resolve(cookie).signout_hint == '{"name_id": "SATO"}'  # type: ignore[union-attr]
+            # 0010: the sign-in throttle counts in the database.
+            throttle = LoginThrottle(services.engine, limit=1)
+            assert throttle.admit("sato", "192.0.2.1") == 0.0
+            assert throttle.admit("sato", "192.0.2.1") > 0
             # 0009: a 分類 of the previous release gets a 保存期間, which a
             # registration left without one takes.
             (contract,) = services.registry.classification_choices()

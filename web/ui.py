@@ -60,7 +60,7 @@ class WebUI:
     def __init__(self, services: Services, templates: Jinja2Templates) -> None:
         self.services = services
         self.templates = templates
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(services.engine)
         self.password_checks = PasswordChecks()
         install_filters(templates)
         templates.env.globals["insecure_handoff"] = services.sso.insecure

@@ -18,16 +18,14 @@ import hmac
 import os
 import secrets
 import threading
-import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import TooManyAttempts
-from ..models import WebSession, utcnow
+from ..models import SignInAttempt, WebSession, utcnow
 from .accounts import AccountService, UserInfo
 
 SESSION_COOKIE = "mailintake_session"
@@ -102,72 +100,89 @@ class LoginThrottle:
     and ``client_limit`` per client address, within ``window`` seconds.
 
     An attempt is counted when it is admitted, before its password is
-    checked, all under one lock: parallel requests cannot slip past the
-    limit while earlier checks are still running. A success takes its own
-    count back (and clears the user name's). Kept in memory: one web
-    process serves the UI. The client limit is higher than the user's so
-    that one mistyped password does not lock out an office behind one proxy.
+    checked, under a lock (this process's, and on PostgreSQL a transaction
+    lock per counted key, so other web processes and nodes queue too):
+    parallel requests cannot slip past the limit while earlier checks are
+    still running. A success takes its own count back (and clears the user
+    name's). The counts live in the database, shared by every node. The
+    client limit is higher than the user's so that one mistyped password
+    does not lock out an office behind one proxy.
     """
 
-    def __init__(self, limit: int = 5, window: float = 300.0, client_limit: int = 30) -> None:
+    def __init__(self, engine: Engine, limit: int = 5, window: float = 300.0, client_limit: int = 30) -> None:
+        self.engine = engine
         self.limit = limit
         self.client_limit = client_limit
         self.window = window
-        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        attempts = self._attempts.setdefault(key, deque())
-        while attempts and now - attempts[0] > self.window:
-            attempts.popleft()
-        return attempts
-
     def _keys(self, username: str, client: str) -> tuple[tuple[str, int], tuple[str, int]]:
-        return (f"u:{username.lower()}", self.limit), (f"c:{client}", self.client_limit)
+        return (f"u:{username.lower()}"[:400], self.limit), (f"c:{client}"[:400], self.client_limit)
+
+    def _wait(self, session: Session, key: str, limit: int, now: dt.datetime) -> float:
+        """Seconds until ``key`` may try again (0: below its limit)."""
+        recent = SignInAttempt.key == key, SignInAttempt.at > now - dt.timedelta(seconds=self.window)
+        count = session.scalar(select(func.count()).select_from(SignInAttempt).where(*recent)) or 0
+        if count < limit:
+            return 0.0
+        oldest = session.scalar(select(func.min(SignInAttempt.at)).where(*recent))
+        return self.window - (now - oldest).total_seconds() if oldest is not None else 0.0
 
     def admit(self, username: str, client: str) -> float:
         """Count an attempt and return 0, or return the seconds to wait
         (nothing counted) when a limit is reached."""
-        now = time.monotonic()
-        with self._lock:
-            keys = self._keys(username, client)
-            waits = [
-                self.window - (now - attempts[0])
-                for attempts, limit in ((self._recent(key, now), limit) for key, limit in keys)
-                if len(attempts) >= limit
-            ]
+        now = utcnow()
+        keys = self._keys(username, client)
+        with self._lock, Session(self.engine) as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                for key in sorted(k for k, _ in keys):
+                    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+            session.execute(
+                delete(SignInAttempt).where(
+                    SignInAttempt.key.in_([k for k, _ in keys]),
+                    SignInAttempt.at <= now - dt.timedelta(seconds=self.window),
+                )
+            )
+            waits = [wait for key, limit in keys if (wait := self._wait(session, key, limit, now)) > 0]
             if waits:
                 return max(waits)
-            for key, _ in keys:
-                self._recent(key, now).append(now)
+            session.add_all([SignInAttempt(key=key, at=now) for key, _ in keys])
             return 0.0
+
+    def _take_back(self, session: Session, key: str, every: bool = False) -> None:
+        """Remove the newest attempt counted for ``key`` (or all of them)."""
+        if every:
+            session.execute(delete(SignInAttempt).where(SignInAttempt.key == key))
+            return
+        newest = session.scalar(
+            select(SignInAttempt.id).where(SignInAttempt.key == key).order_by(SignInAttempt.at.desc()).limit(1)
+        )
+        if newest is not None:
+            session.execute(delete(SignInAttempt).where(SignInAttempt.id == newest))
 
     def withdraw(self, username: str, client: str) -> None:
         """Un-count an admitted attempt whose password was never checked."""
-        with self._lock:
+        with Session(self.engine) as session, session.begin():
             for key, _ in self._keys(username, client):
-                attempts = self._attempts.get(key)
-                if attempts:
-                    attempts.pop()
+                self._take_back(session, key)
 
     def locked_for(self, username: str) -> float:
         """Seconds until the account may try again (0: not locked)."""
-        now = time.monotonic()
-        with self._lock:
-            attempts = self._recent(f"u:{username.lower()}", now)
-            return self.window - (now - attempts[0]) if len(attempts) >= self.limit else 0.0
+        (key, limit), _ = self._keys(username, "")
+        with Session(self.engine) as session:
+            return self._wait(session, key, limit, utcnow())
 
     def unlock(self, username: str) -> None:
         """A system administrator lets the account try again at once."""
-        with self._lock:
-            self._attempts.pop(f"u:{username.lower()}", None)
+        (key, _), _ = self._keys(username, "")
+        with Session(self.engine) as session, session.begin():
+            self._take_back(session, key, every=True)
 
     def succeeded(self, username: str, client: str) -> None:
-        with self._lock:
-            self._attempts.pop(f"u:{username.lower()}", None)
-            attempts = self._attempts.get(f"c:{client}")
-            if attempts:
-                attempts.pop()
+        (user_key, _), (client_key, _) = self._keys(username, client)
+        with Session(self.engine) as session, session.begin():
+            self._take_back(session, user_key, every=True)
+            self._take_back(session, client_key)
 
 
 class PasswordChecks:

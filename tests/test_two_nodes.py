@@ -1,0 +1,74 @@
+"""Web on any node: two nodes (each its own data folder and processes) on
+one PostgreSQL database. A clerk signed in through one is signed in through
+the other, a form from one is accepted by the other, and the sign-in
+throttle counts across both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mailintake.config import Settings
+from mailintake.services import build_services
+
+from .factories import designate, stored_message
+from .web import add_user
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture
+def nodes(
+    postgres_url: str, make_settings: Callable[..., Settings], tmp_path: Path, start_service: Any
+) -> tuple[Any, Any, Any]:
+    settings_a = make_settings(database_url=postgres_url, data_dir=tmp_path / "node-a")
+    settings_b = make_settings(database_url=postgres_url, data_dir=tmp_path / "node-b")
+    services = build_services(settings_a)
+    designate(services, "soumu@city.example.jp", "総務課")
+    add_user(services, "sato", ["総務課"])
+    add_user(services, "kanri", ["総務課"], role="system_admin")
+    node_a, node_b = start_service(settings_a), start_service(settings_b)
+    yield services, node_a, node_b
+    services.close()
+
+
+def test_a_session_and_its_forms_work_on_either_node(nodes: Any, browsers: Any) -> None:
+    services, node_a, node_b = nodes
+    message_id = stored_message(services, "soumu@city.example.jp", subject="どちらのノードでも")
+    clerk = browsers(node_a.base_url)
+    assert clerk.login("sato").status_code == 303
+    # The same cookie and CSRF token, sent to node B by the proxy.
+    on_b = httpx.Client(base_url=node_b.base_url, cookies=clerk.client.cookies, follow_redirects=False)
+    try:
+        assert "どちらのノードでも" in on_b.get("/messages").text
+        done = on_b.post(f"/messages/{message_id}/dismiss", data={"csrf_token": clerk.csrf, "reason": "重複"})
+        assert done.status_code == 303
+    finally:
+        on_b.close()
+    clerk_user = services.accounts.by_username("sato")
+    assert services.inbox.message(clerk_user, message_id, mark_read=False).status == "dismissed"
+
+
+def test_wrong_passwords_on_one_node_lock_the_account_on_the_other(nodes: Any, browsers: Any) -> None:
+    _, node_a, node_b = nodes
+    on_a, on_b = browsers(node_a.base_url), browsers(node_b.base_url)
+    for _ in range(5):
+        assert on_a.login("sato", "wrong password").status_code == 401
+    refused = on_b.login("sato")
+    assert refused.status_code == 429 and "しばらく" in refused.text
+    admin = browsers(node_a.base_url)
+    assert admin.login("kanri").status_code == 303  # another account, same address: not locked
+    # Node A's administrator page shows it and lifts it; node B lets the clerk in.
+    assert "ログインの失敗が続いたため停止中" in admin.get("/admin/users").text
+    users = admin.get("/admin/users").text
+    assert "sato のログイン停止を解除" in users
+    import re
+
+    action = re.search(r'<form method="post" action="(/admin/users/[^"]+/unlock)"', users)
+    assert action is not None
+    assert admin.post(action.group(1)).status_code == 303
+    assert on_b.login("sato").status_code == 303
