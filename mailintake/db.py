@@ -14,13 +14,15 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=8, max_overflow=12)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     parsed = make_url(url)
     if settings.database_password_file is not None:
         parsed = parsed.set(password=read_secret(settings.database_password_file, "database_password_file"))
-    return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # More connections than the web process has page threads (WEB_THREADS),
+    # leaving room for the pusher and the leases' own sessions.
+    return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=12)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio.to_thread
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 # and how long the web server waits for requests in progress. Together with
 # the ingester's stop they keep a stop well under systemd's 10 s default.
 SHUTDOWN_GRACE_SECONDS = 4.0
+# Page threads of the web process (anyio's default is 40).
+WEB_THREADS = 16
 
 
 class _WebServer(uvicorn.Server):
@@ -102,6 +105,10 @@ async def run_service(
 async def _start_web(services: Services) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """The web/API server, listening when this returns (a bind error raises)."""
     settings = services.settings
+    # Pages run in threads, each holding a database connection while it
+    # works: no more threads than the pool has connections, so a burst of
+    # clerks queues for a thread instead of timing out on the pool.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
     config = uvicorn.Config(
         create_app(services),
         host=settings.http_host,

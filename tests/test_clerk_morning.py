@@ -602,3 +602,32 @@ def test_the_list_as_it_was_survives_a_registration_and_an_input_error(
     # Elsewhere is not a list to go back to.
     form = clerk.get("/register", params={"id": message_id, "back": "https://evil.example/"}).text
     assert '<a href="/messages">« 受信一覧</a>' in form
+
+
+def test_an_administrators_add_form_with_an_error_keeps_what_was_typed(
+    services: Services, service: ServiceThread, browsers: Any
+) -> None:
+    add_user(services, "kanri", ["総務課"], role="system_admin")
+    admin = browsers(service.base_url)
+    admin.login("kanri")
+    short = admin.post(
+        "/admin/users",
+        [("username", "yamada"), ("display_name", "山田　花子"), ("password", "short"), ("role", "section_admin"),
+         ("sections", "総務課")],
+    )  # fmt: skip
+    assert short.status_code == 400
+    assert 'value="yamada"' in short.text and 'value="山田　花子"' in short.text
+    assert '<option value="section_admin" selected>' in short.text and '<option value="総務課" selected>' in short.text
+    assert "パスワードは安全のため残していません" in short.text and 'value="short"' not in short.text
+
+    taken = admin.post("/admin/sections", {"name": "総務課", "symbol": "総"})
+    assert (
+        taken.status_code == 400
+        and 'id="new-section-name" name="name" required maxlength="200" value="総務課"' in taken.text
+    )
+
+    section_id = next(s.id for s in services.accounts.sections() if s.name == "総務課")
+    bad = admin.post("/admin/addresses", {"address": "not an address", "section": str(section_id), "label": "代表"})
+    assert bad.status_code == 400
+    assert 'value="not an address"' in bad.text and 'value="代表"' in bad.text
+    assert f'<option value="{section_id}" selected>総務課</option>' in bad.text

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -64,7 +65,9 @@ class AdminUI(PageSet):
 
     # -- designated addresses ----------------------------------------------------
 
-    def addresses(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
+    def addresses(
+        self, request: Request, error: str | None = None, status_code: int = 200, typed: Any = None
+    ) -> Response:
         infos = self.services.addresses.list()
         daily = {info.address: self.services.addresses.daily_counts(info.address, DAILY_DAYS) for info in infos}
         settings = self.services.settings
@@ -77,19 +80,24 @@ class AdminUI(PageSet):
             days=[day for day, _ in next(iter(daily.values()), [])],
             sections=self.services.accounts.sections(),
             error=error,
+            typed=typed or FormData(),
             # Through the MTA: a probe sent to the relay itself proves nothing
             # about the forwarding.
             default_via=settings.probe_via,
             relay=_relay(settings),
         )
 
-    def _address_action(self, request: Request, action: Any, notice: str = "saved") -> Response:
+    def _address_action(
+        self, request: Request, action: Any, notice: str = "saved", keep_typed: bool = False
+    ) -> Response:
         try:
             action()
         except MailintakeError as exc:
             if isinstance(exc, NotFound):
                 raise
-            return self.addresses(request, str(exc), status_code=exc.http_status)
+            return self.addresses(
+                request, str(exc), status_code=exc.http_status, typed=form_of(request) if keep_typed else None
+            )
         return RedirectResponse(f"/admin/addresses?notice={notice}", status_code=303)
 
     def add_address(self, request: Request) -> Response:
@@ -97,6 +105,7 @@ class AdminUI(PageSet):
             request,
             lambda: self.services.addresses.add(field(request, "address"), _section(request), field(request, "label")),
             "address_added",
+            keep_typed=True,
         )
 
     def update_address(self, request: Request) -> Response:
@@ -170,11 +179,14 @@ class AdminUI(PageSet):
 
     # -- users, sections, classifications, audit ---------------------------------
 
-    def admin_users(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
+    def admin_users(
+        self, request: Request, error: str | None = None, status_code: int = 200, typed: Any = None
+    ) -> Response:
         return self.render(
             request,
             "admin_users.html",
             status_code=status_code,
+            typed=typed or FormData(),
             users=(users := self.services.accounts.list_users()),
             sections=self.services.accounts.sections(),
             roles=ROLES,
@@ -203,7 +215,7 @@ class AdminUI(PageSet):
                 display_name=field(request, "display_name"),
             )
         except BadRequest as exc:
-            return self.admin_users(request, str(exc), status_code=400)
+            return self.admin_users(request, str(exc), status_code=400, typed=form)
         return RedirectResponse("/admin/users?notice=saved", status_code=303)
 
     def admin_update_user(self, request: Request) -> Response:
@@ -236,6 +248,7 @@ class AdminUI(PageSet):
                 status_code=400,
                 sections=self.services.accounts.sections(),
                 error=str(exc),
+                typed=form_of(request),
             )
         return RedirectResponse("/admin/sections?notice=section_added", status_code=303)
 

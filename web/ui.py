@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -96,6 +97,7 @@ class WebUI:
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         session: ActiveSession | None = getattr(request.state, "session", None)
         context.setdefault("notice", NOTICES.get(request.query_params.get("notice", "")))
+        context.setdefault("typed", FormData())  # an add form's values after an error
         return self.templates.TemplateResponse(
             request,
             template,
