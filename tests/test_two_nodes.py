@@ -72,3 +72,43 @@ def test_wrong_passwords_on_one_node_lock_the_account_on_the_other(nodes: Any, b
     assert action is not None
     assert admin.post(action.group(1)).status_code == 303
     assert on_b.login("sato").status_code == 303
+
+
+def test_an_address_added_through_one_node_is_accepted_by_the_other_nodes_relay(nodes: Any, browsers: Any) -> None:
+    import smtplib
+
+    from .conftest import wait_for
+
+    services, node_a, node_b = nodes
+    admin = browsers(node_a.base_url)
+    admin.login("kanri")
+    section_id = next(s.id for s in services.accounts.sections() if s.name == "総務課")
+    added = admin.post("/admin/addresses", {"address": "jinji@city.example.jp", "section": str(section_id)})
+    assert added.status_code == 303
+
+    def accepted_by_b() -> bool:
+        with smtplib.SMTP("127.0.0.1", node_b.smtp_port, timeout=10) as client:
+            client.ehlo()
+            client.mail("mta@city.example.jp")
+            return client.rcpt("jinji@city.example.jp")[0] == 250
+
+    wait_for(accepted_by_b, 15)  # node B's ingester refreshes its relay's snapshot
+
+
+def test_a_mail_the_mta_sends_to_both_nodes_is_stored_once(nodes: Any) -> None:
+    """After a lost 250 the MTA sends the same mail again, maybe to the
+    other node: the same bytes for the same address are one mail."""
+    from .conftest import wait_for
+    from .mails import make_message, send
+
+    services, node_a, node_b = nodes
+    raw = make_message(subject="二度届いたメール")
+    send(node_a.smtp_port, raw)
+    send(node_b.smtp_port, raw)
+    from mailintake.intake.spool import Spool
+
+    def both_ingested() -> bool:
+        return all(Spool(node.settings.spool_dir).backlog() == 0 for node in (node_a, node_b))
+
+    wait_for(lambda: services.messages.count() >= 1 and both_ingested(), 20)
+    assert services.messages.count() == 1

@@ -160,8 +160,7 @@ class AddressService:
 
     def write_snapshot(self) -> None:
         """Atomically replace the relay's view of the enabled addresses."""
-        enabled = sorted(info.address for info in self.list() if info.enabled)
-        write_snapshot(self.snapshot_path, enabled)
+        write_snapshot(self.snapshot_path, enabled_addresses(self.engine))
 
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
@@ -172,6 +171,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+def enabled_addresses(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return sorted(session.scalars(select(Address.address).where(Address.enabled.is_(True))))
 
 
 def write_snapshot(path: Path, addresses: list[str]) -> None:

@@ -34,6 +34,7 @@ from ..mail.parsed import Limits, ParsedMessage
 from ..models import Address, Attachment, Message, utcnow
 from ..records import retention, search
 from ..schema import SchemaMismatch, ensure_current
+from .addresses import enabled_addresses, write_snapshot
 from .counters import metrics_dir, write_json
 from .probe import FORGED_NOTE
 from .probe import claim as claim_probe
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 SCHEMA_CHECK_SECONDS = 5.0
 PURGE_INTERVAL_SECONDS = 24 * 3600
 IDLE_SECONDS = 2.0
+# How often the relay's address snapshot is compared with the database.
+ADDRESS_SYNC_SECONDS = 5.0
 IDLE_INDEX_BATCH = 10
 POISON_NOTE = "解析できませんでした（時間内に終わらないか、解析処理が異常終了しました）。原文を確認してください。"
 
@@ -99,6 +102,8 @@ class Ingester:
         self._purged_at: float | None = None
         self._limits = Limits(settings.max_mime_part_lines, settings.max_header_display_chars)
         self._last_busy = 0.0
+        self._addresses_synced_at: float | None = None
+        self._snapshot: list[str] | None = None
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
         """Ingest until ``should_stop()``; never gives up on an error (the
@@ -108,6 +113,7 @@ class Ingester:
         while not should_stop():
             try:
                 self._check_schema()
+                self._sync_addresses()
                 done = self.ingest_pending(should_stop)
             except SchemaMismatch as exc:
                 # Someone is upgrading the database under a running relay:
@@ -135,6 +141,19 @@ class Ingester:
                 # A periodic rescan too: entries may come from another
                 # process (mailintake import) that cannot wake this one.
                 wait_for_work(1.0)
+
+    def _sync_addresses(self) -> None:
+        """Every few seconds the relay's snapshot follows the database, so a
+        change made through another node reaches this node's relay too. The
+        database down, the snapshot stays as it was (the relay's fallback)."""
+        now = time.monotonic()
+        if self._addresses_synced_at is not None and now - self._addresses_synced_at < ADDRESS_SYNC_SECONDS:
+            return
+        self._addresses_synced_at = now
+        enabled = enabled_addresses(self.engine)
+        if enabled != self._snapshot:
+            write_snapshot(self.settings.address_snapshot, enabled)
+            self._snapshot = enabled
 
     def _purge_if_due(self) -> None:
         """The retention purge, once a day when idle: this process holds the
