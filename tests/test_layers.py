@@ -46,7 +46,20 @@ def test_the_linkage_engine_imports_nothing_of_mailintake() -> None:
 LAYERS = (
     (
         "base",
-        ("errors", "config", "models", "db", "schema", "blobs", "fsync", "jpdates", "logs", "texts", "leases", "migrations"),
+        (
+            "errors",
+            "config",
+            "models",
+            "db",
+            "schema",
+            "blobs",
+            "fsync",
+            "jpdates",
+            "logs",
+            "texts",
+            "leases",
+            "migrations",
+        ),
     ),
     ("mail", ("mail",)),
     ("people", ("people",)),
