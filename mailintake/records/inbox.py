@@ -156,10 +156,13 @@ class Inbox:
         newest = top or session.scalar(select(func.max(Message.received_at))) or floor
         others = dataclasses.replace(wanted, q="")
         fresh = search.fresh_condition(conn, wanted.q)
+        # A clerk (or one address) searches only their addresses inside the
+        # index; everyone's mail needs no address condition there.
+        restricted = address_ids if scope.section_ids is not None or wanted.address_id is not None else None
         span = FIRST_WINDOW
         while True:
             since = max(newest - span, floor)
-            found = search.matches_since(wanted.q, since, top)
+            found = search.matches_since(wanted.q, since, top, restricted)
             query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
             query = _filtered(session, query, others).where(
                 or_(Message.id.in_(select(found.c.message_id)), fresh), Message.received_at >= since

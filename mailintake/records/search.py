@@ -103,7 +103,7 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         # large the table and whatever the planner's statistics say.
         rows = conn.execute(
             text(
-                "SELECT m.id, m.received_at, m.subject, m.from_name, m.from_address, m.text_body"
+                "SELECT m.id, m.address_id, m.received_at, m.subject, m.from_name, m.from_address, m.text_body"
                 " FROM (SELECT id FROM messages WHERE id > :low ORDER BY id LIMIT :window) c"
                 " JOIN messages m ON m.id = c.id"
                 # NOT EXISTS, not NOT IN: PostgreSQL runs NOT IN over a large
@@ -126,6 +126,7 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         values = [
             {
                 "id": row.id,
+                "address_id": row.address_id,
                 "received_at": row.received_at,
                 "terms": index_terms(
                     [row.subject, row.from_name, row.from_address, row.text_body, *names.get(row.id, [])]
@@ -141,8 +142,8 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
         else:
             conn.execute(
                 text(
-                    "INSERT INTO message_search(message_id, terms, received_at)"
-                    " VALUES (:id, to_tsvector('simple', :terms), :received_at)"
+                    "INSERT INTO message_search(message_id, terms, received_at, address_id)"
+                    " VALUES (:id, to_tsvector('simple', :terms), :received_at, :address_id)"
                 ),
                 values,
             )
@@ -272,10 +273,10 @@ def index_kind(conn: Connection) -> str:
     return "gin+time" if time_index(conn) else "gin"
 
 
-def create_time_index(conn: Connection) -> bool:
-    """The index over terms and received time (btree_gin is a trusted
-    extension: a database owner may create it); False leaves the plain GIN
-    path in use."""
+def create_time_index(conn: Connection, with_address: bool = True) -> bool:
+    """The index over terms, received time and address (btree_gin is a
+    trusted extension: a database owner may create it); False leaves the
+    plain GIN path in use. ``with_address`` False: as revision 0008 made it."""
     if conn.dialect.name != "postgresql":
         return False
     if time_index(conn):
@@ -286,27 +287,35 @@ def create_time_index(conn: Connection) -> bool:
     try:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gin" + (" SCHEMA public" if public else "")))
-            conn.execute(
-                text(f"CREATE INDEX IF NOT EXISTS {TIME_INDEX} ON message_search USING gin (terms, received_at)")
-            )
+            # The address too: a clerk's search then finds only the mail of
+            # their section's addresses inside the index.
+            columns = "terms, received_at, address_id" if with_address else "terms, received_at"
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {TIME_INDEX} ON message_search USING gin ({columns})"))
     except DBAPIError:
         return False  # not allowed here; `mailintake db search-index` can be run by the database owner
     return True
 
 
-def matches_since(query: str, since: dt.datetime, before: dt.datetime | None = None) -> Any:
+def matches_since(
+    query: str, since: dt.datetime, before: dt.datetime | None = None, address_ids: list[int] | None = None
+) -> Any:
     """The indexed matches of ``query`` received from ``since`` (and up to
-    ``before``), as a CTE of ``message_id`` for a list query to join. The
-    caller has seen :func:`time_index` and searchable characters."""
+    ``before``; at ``address_ids`` when given), as a CTE of ``message_id``
+    for a list query to join. The caller has seen :func:`time_index` and
+    searchable characters."""
     tsquery, params = _tsquery(query_runs(query))
     bounds = " AND received_at >= :since"
     params["since"] = _naive_utc(since)
     if before is not None:
         bounds += " AND received_at <= :before"
         params["before"] = _naive_utc(before)
+    binds: list[Any] = []
+    if address_ids is not None:
+        bounds += " AND address_id IN :addresses"
+        binds.append(bindparam("addresses", list(address_ids), expanding=True))
     return (
         text(f"SELECT message_id FROM message_search WHERE terms @@ ({tsquery}){bounds}")
-        .bindparams(**params)
+        .bindparams(*binds, **params)
         .columns(message_id=Integer)
         .cte("matches_since")
     )

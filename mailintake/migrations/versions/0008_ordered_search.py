@@ -25,7 +25,7 @@ def upgrade() -> None:
         return
     op.execute("ALTER TABLE message_search ADD COLUMN IF NOT EXISTS received_at timestamp")
     op.execute("UPDATE message_search s SET received_at = m.received_at FROM messages m WHERE m.id = s.message_id")
-    search.create_time_index(op.get_bind())
+    search.create_time_index(op.get_bind(), with_address=False)
 
 
 def downgrade() -> None:
