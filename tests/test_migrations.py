@@ -214,6 +214,19 @@ class TestUpgradeFromThePreviousRelease:
         assert schema.status(engine).state is schema.State.CURRENT
         assert snapshot(engine, words, columns) == before
         assert address_sections(engine) == sections_before  # 0006: names became ids
+        if engine.dialect.name == "postgresql":  # 0011: each indexed mail's address, inside the time index
+            with engine.connect() as conn:
+                mismatched = conn.scalar(
+                    text(
+                        "SELECT count(*) FROM message_search s JOIN messages m ON m.id = s.message_id"
+                        " WHERE s.address_id IS DISTINCT FROM m.address_id"
+                    )
+                )
+                indexed = conn.scalar(text("SELECT count(*) FROM message_search"))
+                assert indexed and mismatched == 0
+                assert "address_id" in str(
+                    conn.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": search.TIME_INDEX})
+                )
         with engine.connect() as conn:  # 0007: made from mail, an answer only with a due date
             fields = conn.execute(text("SELECT receipt_method, reply_required, reply_due FROM registrations")).all()
         assert fields and all(
