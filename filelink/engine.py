@@ -173,9 +173,9 @@ class Engine:
             try:
                 if not self._take_from_outbox(transfer, route) or (payload := self._payload(transfer, route)) is None:
                     continue
-                for destination in route.destinations:
-                    self._temporary(route, destination, transfer).unlink(missing_ok=True)
-                    copy_file(payload, self._temporary(route, destination, transfer))
+                for temporary in (self._temporary(route, d, transfer) for d in route.destinations):
+                    temporary.unlink(missing_ok=True)  # a partial copy from before a crash
+                    copy_file(payload, temporary)
                 copied.append((transfer, payload))
             except OSError as exc:
                 self._retry_later(transfer, route, exc)

@@ -97,7 +97,10 @@ class TestReceiptNumbers:
     ) -> None:
         top = services.registry.add_classification("総務")
         child = services.registry.add_classification("契約", parent_id=top)
-        assert services.registry.classifications() == [(top, "総務"), (child, "総務 > 契約")]
+        assert [(c.id, c.path) for c in services.registry.classification_choices()] == [
+            (top, "総務"),
+            (child, "総務 > 契約"),
+        ]
         with pytest.raises(BadRequest):
             services.registry.add_classification("契約", parent_id=top)
         done = services.registry.register(

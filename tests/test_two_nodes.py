@@ -5,6 +5,7 @@ throttle counts across both."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,6 @@ def test_wrong_passwords_on_one_node_lock_the_account_on_the_other(nodes: Any, b
     assert "ログインの失敗が続いたため停止中" in admin.get("/admin/users").text
     users = admin.get("/admin/users").text
     assert "sato のログイン停止を解除" in users
-    import re
-
     action = re.search(r'<form method="post" action="(/admin/users/[^"]+/unlock)"', users)
     assert action is not None
     assert admin.post(action.group(1)).status_code == 303

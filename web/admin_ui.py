@@ -256,9 +256,7 @@ class AdminUI(PageSet):
         self.services.accounts.set_symbol(path_int(request, "section_id"), field(request, "symbol"))
         return RedirectResponse("/admin/sections?notice=saved", status_code=303)
 
-    def admin_classifications(
-        self, request: Request, error: str | None = None, values: dict[str, str] | None = None
-    ) -> Response:
+    def admin_classifications(self, request: Request, error: str | None = None, typed: Any = None) -> Response:
         return self.render(
             request,
             "admin_classifications.html",
@@ -266,16 +264,17 @@ class AdminUI(PageSet):
             classifications=self.services.registry.classification_choices(),
             retention_periods=self.services.settings.retention_periods,
             error=error,
-            values=values or {},
+            typed=typed or FormData(),
         )
 
     def admin_add_classification(self, request: Request) -> Response:
-        typed = {name: field(request, name) for name in ("parent_id", "name", "code", "retention")}
         try:
-            parent_id = _optional_int(typed["parent_id"], "上位の分類の指定が正しくありません")
-            self.services.registry.add_classification(typed["name"], parent_id, typed["code"], typed["retention"])
+            parent_id = _optional_int(field(request, "parent_id"), "上位の分類の指定が正しくありません")
+            self.services.registry.add_classification(
+                field(request, "name"), parent_id, field(request, "code"), field(request, "retention")
+            )
         except BadRequest as exc:
-            return self.admin_classifications(request, str(exc), typed)
+            return self.admin_classifications(request, str(exc), form_of(request))
         return RedirectResponse("/admin/classifications?notice=classification_added", status_code=303)
 
     def admin_describe_classification(self, request: Request) -> Response:

@@ -20,10 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import address_in
 from ..db import database_reachable
-from ..errors import MailintakeError
+from ..errors import MailintakeError, TooManyAttempts
 from ..models import MAX_ROW_ID
 from ..operations.metrics import render as render_metrics
-from ..people.sessions import SESSION_COOKIE
+from ..people.sessions import SESSION_COOKIE, ActiveSession
 from ..records import search
 from ..services import Services
 from . import STATIC_DIR, TEMPLATE_DIR
@@ -32,7 +32,7 @@ from .api import Api
 from .pages import page
 from .registration_pages import RegistrationPages
 from .signin_pages import SignInPages
-from .ui import WebUI, error_page
+from .ui import WebUI
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,24 @@ class _Errors:
     def __init__(self, templates: Jinja2Templates) -> None:
         self.templates = templates
 
+    def page(self, request: Request, exc: MailintakeError) -> Response:
+        """The error page people read, in the session's frame when there is one."""
+        session: ActiveSession | None = getattr(request.state, "session", None)
+        headers = {"Retry-After": str(int(exc.retry_after) + 1)} if isinstance(exc, TooManyAttempts) else {}
+        return self.templates.TemplateResponse(
+            request,
+            "error.html",
+            {
+                "user": session.user if session else None,
+                "csrf_token": session.csrf_token if session else "",
+                "message": str(exc) if exc.http_status != 404 else "お探しのページまたはメールは見つかりません。",
+                "status": exc.http_status,
+                "notice": None,
+            },
+            status_code=exc.http_status,
+            headers=headers,
+        )
+
     @staticmethod
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith(("/api/", "/healthz", "/metrics"))
@@ -176,22 +194,20 @@ class _Errors:
         assert isinstance(exc, MailintakeError)
         if self.wants_json(request):
             return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
-        return error_page(self.templates, request, exc)
+        return self.page(request, exc)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if self.wants_json(request):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
         message = "お探しのページは見つかりません。" if exc.status_code == 404 else str(exc.detail)
-        return error_page(self.templates, request, _HttpError(message, exc.status_code))
+        return self.page(request, _HttpError(message, exc.status_code))
 
     async def database_error(self, request: Request, exc: Exception) -> Response:
         log.error("database error on %s %s: %s", request.method, request.url.path, exc)
         if self.wants_json(request):
             return JSONResponse({"error": "database unavailable"}, status_code=503)
-        return error_page(
-            self.templates, request, _HttpError("データベースに接続できません。しばらく後にお試しください。", 503)
-        )
+        return self.page(request, _HttpError("データベースに接続できません。しばらく後にお試しください。", 503))
 
 
 class _App(Starlette):

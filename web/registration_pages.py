@@ -152,7 +152,7 @@ class RegistrationPages(PageSet):
             "amend.html",
             r=registration,
             receipt_methods=RECEIPT_METHODS,
-            classifications=self.services.registry.classifications(),
+            classifications=self.services.registry.classification_choices(),
             retention_periods=self.services.settings.retention_periods,
         )
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from .. import jpdates
-from ..errors import Forbidden, MailintakeError, NotFound, TooManyAttempts
+from ..errors import Forbidden, NotFound, TooManyAttempts
 from ..mail import delivery_route
 from ..mail import html as html_view
 from ..mail.filenames import display_name
@@ -251,7 +251,10 @@ class WebUI:
 
     def message_detail(self, request: Request) -> Response:
         back = safe_list_url(request.query_params.get("back"))
-        return self.render(request, "message.html", **self._mail(request, path_int(request, "message_id"), back))
+        mail = self._mail(request, path_int(request, "message_id"), back)
+        # The full page offers the next 未処理 mail; in the list, the pane's next row is it.
+        mail["next_new"] = self.services.inbox.next_new(session_of(request).user, mail["message"])
+        return self.render(request, "message.html", **mail)
 
     def message_pane(self, request: Request) -> Response:
         """The reading pane's content, fetched by the list's script."""
@@ -278,7 +281,7 @@ class WebUI:
             preview_types=html_view.PREVIEW_TYPES,
             route=self._delivery_route(message),
             back=back,
-            next_new=self.services.inbox.next_new(user, message),
+            next_new=None,
         )
 
     def _delivery_route(self, message: Any) -> list[delivery_route.Hop]:
@@ -384,26 +387,6 @@ class WebUI:
         return RedirectResponse(f"/messages/{message_id}?notice=undismissed", status_code=303)
 
     # -- 収受登録 ---------------------------------------------------------------------
-
-
-def error_page(templates: Jinja2Templates, request: Request, exc: MailintakeError) -> Response:
-    session: ActiveSession | None = getattr(request.state, "session", None)
-    headers = {}
-    if isinstance(exc, TooManyAttempts):
-        headers["Retry-After"] = str(int(exc.retry_after) + 1)
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {
-            "user": session.user if session else None,
-            "csrf_token": session.csrf_token if session else "",
-            "message": str(exc) if exc.http_status != 404 else "お探しのページまたはメールは見つかりません。",
-            "status": exc.http_status,
-            "notice": None,
-        },
-        status_code=exc.http_status,
-        headers=headers,
-    )
 
 
 class PageSet:

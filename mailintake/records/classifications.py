@@ -42,11 +42,6 @@ def choices(engine: Engine) -> list[ClassificationChoice]:
         return sorted(found, key=lambda c: c.path)
 
 
-def paths(engine: Engine) -> list[tuple[int, str]]:
-    """(id, 大分類 > 中分類 > 小分類) of every enabled classification, by path."""
-    return [(c.id, c.path) for c in choices(engine)]
-
-
 def default_retention(session: Session, classification_id: int | None) -> str:
     """The 保存期間 the 分類 gives its documents ("" when it gives none)."""
     row = session.get(Classification, classification_id) if classification_id is not None else None

@@ -335,9 +335,6 @@ class Registry:
             rows = events.awaiting_ack(session, self.clock() - older_than, [section_id])
             return [_info(session, r) for r in rows]
 
-    def classifications(self) -> list[tuple[int, str]]:
-        return classifications.paths(self.engine)
-
     def classification_choices(self) -> list[ClassificationChoice]:
         return classifications.choices(self.engine)
 
