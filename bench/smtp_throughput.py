@@ -114,11 +114,14 @@ def run_load(smtp_source: str, port: int, size: int, count: int) -> float:
 
 
 class Mailintake:
-    def __init__(self, workdir: Path) -> None:
+    """``mailintake serve`` in a data folder of its own; ``env`` adds
+    settings (a shared database and blob store for a second node)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = workdir / "data"
         self.smtp_port = free_port()
         self.http_port = free_port()
-        self.env = dict(os.environ, MAILINTAKE_LOG_LEVEL="WARNING")
+        self.env = dict(os.environ, MAILINTAKE_LOG_LEVEL="WARNING", **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
 
@@ -132,10 +135,11 @@ class Mailintake:
         )
         return out.stdout
 
-    def start(self) -> None:
-        self.cli("section", "add", "総務課")
-        self.cli("address", "add", RCPT, "--section", "総務課")
-        self.token = self.cli("token", "create", "bench").split()[-1]
+    def start(self, prepare: bool = True) -> None:
+        if prepare:
+            self.cli("section", "add", "総務課")
+            self.cli("address", "add", RCPT, "--section", "総務課")
+            self.token = self.cli("token", "create", "bench").split()[-1]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -150,6 +154,7 @@ class Mailintake:
                 str(self.http_port),
             ],
             env=self.env,
+            start_new_session=True,  # its whole tree can be killed at once
         )
         wait_port(self.smtp_port)
         wait_port(self.http_port)
@@ -181,8 +186,14 @@ class Mailintake:
         return time.perf_counter() - started
 
     def stop(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(30)
+
+    def kill(self) -> None:
+        """``kill -9`` of the node's whole process tree."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
             self.proc.wait(30)
 
 

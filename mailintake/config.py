@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL: postgresql+psycopg://user@host/dbname",
     ),
     Setting("spool_dir", "", "Spool folder for accepted raw mail; empty means DATA_DIR/spool."),
+    Setting(
+        "blob_store",
+        "files",
+        "Where attachments and original messages are kept: files (DATA_DIR/blobs and DATA_DIR/originals; one node) "
+        "or database (in the database, in 1 MiB pieces; every node on one PostgreSQL serves every mail). "
+        "Move what is stored with `mailintake blobs move`.",
+    ),
     Setting("smtp_host", "127.0.0.1", "Address the SMTP relay listens on."),
     Setting(
         "copy_route_suffix",
@@ -216,6 +223,7 @@ class Settings:
     data_dir: Path
     database_url: str
     spool_dir: Path
+    blob_store: str
     smtp_host: str
     copy_route_suffix: str
     smtp_port: int
@@ -345,6 +353,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         spool_dir=spool_dir,
+        blob_store=_one_of(raw, "blob_store", ("files", "database")),
         smtp_host=str(raw["smtp_host"]),
         copy_route_suffix=str(raw["copy_route_suffix"]).strip(".").lower(),
         smtp_port=_int(raw, "smtp_port", minimum=0),
@@ -387,9 +396,7 @@ def _signin(raw: dict[str, Any]) -> dict[str, Any]:
     public_url = str(raw["public_url"]).rstrip("/") or f"http://{raw['http_host']}:{raw['http_port']}"
     if not public_url.startswith(("http://", "https://")):
         raise ConfigError(f"public_url must start with http:// or https://, got {public_url!r}")
-    mode = str(raw["groupware_handoff"]).strip().lower()
-    if mode not in GROUPWARE_MODES:
-        raise ConfigError(f"groupware_handoff must be one of {', '.join(GROUPWARE_MODES)}, got {mode!r}")
+    mode = _one_of(raw, "groupware_handoff", GROUPWARE_MODES)
     networks = _networks(raw["groupware_networks"], "groupware_networks")
     if mode != "off" and not networks:
         raise ConfigError("groupware_handoff needs groupware_networks (the networks of the clerks' PCs)")
@@ -458,6 +465,13 @@ def _receipt_format(value: Any) -> str:
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(f"receipt_number_format {template!r} is invalid: {exc!r}") from exc
     return template
+
+
+def _one_of(raw: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = str(raw[name]).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _choices(raw: dict[str, Any], name: str) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +54,9 @@ class Lease:
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             key = lease_key(self.name, str(connection.scalar(text("SELECT current_schema()"))))
             if connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
+                # Named after its holder: pg_stat_activity tells which node runs what.
+                holder = f"mailintake {self.name} {socket.gethostname()[:30]} {os.getpid()}"
+                connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": holder})
                 self._connection = connection
                 log.info("this node now runs %s", self.name)
                 return True

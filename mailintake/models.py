@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -283,6 +284,32 @@ class SignInAttempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(400))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class StoredFile(Base):
+    """A file of the ``database`` store: an attachment (``kind`` a) or an
+    original message (o), by sha256. Its bytes are :class:`StoredChunk` rows,
+    written in the same transaction, so a file is there whole or not at all."""
+
+    __tablename__ = "stored_files"
+
+    kind: Mapped[str] = mapped_column(String(1), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer)
+
+
+class StoredChunk(Base):
+    """One piece (``seq`` from 0) of a stored file. Keyed like its file but
+    without a foreign key: a streamed attachment's pieces are written before
+    its sha256 is known, under a temporary key renamed at the end."""
+
+    __tablename__ = "stored_chunks"
+
+    kind: Mapped[str] = mapped_column(String(1), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DirectoryPerson(Base):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from .blobs import BlobStore, OriginalStore
+from .blobs import BlobStore, OriginalStore, open_stores
 from .config import Settings
 from .db import make_engine
 from .intake.addresses import AddressService
@@ -55,12 +55,13 @@ def build_services(settings: Settings, create_tables: bool = True) -> Services:
     spool = Spool(settings.spool_dir)
     spool.ensure()
     accounts = AccountService(engine)
+    blobs, originals = open_stores(settings, engine)
     return Services(
         settings=settings,
         engine=engine,
         spool=spool,
-        blobs=BlobStore(settings.blob_dir),
-        originals=OriginalStore(settings.originals_dir),
+        blobs=blobs,
+        originals=originals,
         addresses=AddressService(engine, settings.address_snapshot),
         tokens=TokenService(engine),
         messages=MessageStore(engine),

@@ -162,7 +162,7 @@ def fresh_schema(admin_url: str) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test runs twice: on a new SQLite file and on a fresh schema in
-    the PostgreSQL database ``test``."""
+    the PostgreSQL database ``test`` (see :func:`settings` for the stores)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
@@ -197,7 +197,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(database_url=database_url)
+    """SQLite with the ``files`` blob store, PostgreSQL with ``database``:
+    each store runs every test, as each is deployed (one node; a cluster)."""
+    store = "files" if database_url.startswith("sqlite") else "database"
+    return make_settings(database_url=database_url, blob_store=store)
 
 
 @pytest.fixture
@@ -305,7 +308,12 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
-        env = dict(os.environ, MAILINTAKE_DATABASE_URL=self.settings.database_url, MAILINTAKE_LOG_LEVEL="WARNING")
+        env = dict(
+            os.environ,
+            MAILINTAKE_DATABASE_URL=self.settings.database_url,
+            MAILINTAKE_BLOB_STORE=self.settings.blob_store,
+            MAILINTAKE_LOG_LEVEL="WARNING",
+        )
         if self.settings.handoff_push_dir is not None:
             env["MAILINTAKE_HANDOFF_PUSH_DIR"] = str(self.settings.handoff_push_dir)
         with open(self.log_path, "ab") as log:

@@ -58,6 +58,7 @@ def stored_message(
         source = services.settings.data_dir / f"factory-{secrets.token_hex(6)}.eml"
         source.write_bytes(raw)
         services.originals.keep(source, len(raw), hashlib.sha256(raw).hexdigest())
+        services.originals.flush()
         source.unlink()
         message = Message(
             address_id=address_id,
@@ -76,6 +77,7 @@ def stored_message(
         session.flush()
         for position, (filename, data, content_type) in enumerate(attachments):
             sha = services.blobs.put_bytes(data)
+            services.blobs.flush()
             session.add(
                 Attachment(
                     message_id=message.id,

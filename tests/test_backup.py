@@ -1,5 +1,6 @@
 """Backup while running, restore into an empty data folder: the same
-messages, attachments, originals and addresses."""
+messages, attachments, originals and addresses, whichever blob store each
+side uses."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _cli(settings, *args: str) -> str:
         [sys.executable, "-m", "mailintake", *args, "--data-dir", str(settings.data_dir)],
         capture_output=True,
         text=True,
-        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url),
+        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url, MAILINTAKE_BLOB_STORE=settings.blob_store),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -89,7 +90,9 @@ def test_backup_while_running_restores_the_same_mail(
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
         admin.dispose()
-    restored_settings = make_settings(data_dir=tmp_path / "restored", database_url=target_db)
+    # Into the other blob store: files come back as rows, rows as files.
+    other_store = "database" if settings.blob_store == "files" else "files"
+    restored_settings = make_settings(data_dir=tmp_path / "restored", database_url=target_db, blob_store=other_store)
     build_services(restored_settings).close()
     assert "restored" in _cli(restored_settings, "restore", str(tmp_path / "backup"))
     restored = start_service(restored_settings)
@@ -121,7 +124,7 @@ def test_restore_refuses_a_database_that_is_not_empty(settings, services, design
         [sys.executable, "-m", "mailintake", "restore", str(tmp_path / "backup"), "--data-dir", str(settings.data_dir)],
         capture_output=True,
         text=True,
-        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url),
+        env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url, MAILINTAKE_BLOB_STORE=settings.blob_store),
     )
     assert result.returncode == 1
     assert "needs an empty database" in result.stderr

@@ -5,6 +5,7 @@ upgrade unchanged, and the service refuses a database at another revision."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import subprocess
 import sys
@@ -20,10 +21,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 
 from mailintake import schema
+from mailintake.blobs import DatabaseBlobs, DatabaseOriginals
 from mailintake.config import Settings
 from mailintake.db import make_engine
 from mailintake.intake.ingest import SCHEMA_CHECK_SECONDS
-from mailintake.models import Base, Message, ReceiptCounter
+from mailintake.models import Attachment, Base, Message, ReceiptCounter
 from mailintake.people.sessions import LoginThrottle
 from mailintake.people.signin import ExternalIdentity
 from mailintake.records import search
@@ -251,6 +253,21 @@ class TestUpgradeFromThePreviousRelease:
 
         current = mailintake_cli(settings, "db", "current")
         assert current.returncode == 0 and current.stdout.startswith(schema.head_revision())
+
+        # 0012: the previous release's files move into the database store,
+        # every original byte-exact, and a second run has nothing to do.
+        moved = mailintake_cli(settings, "blobs", "move", "--to", "database")
+        assert moved.returncode == 0, moved.stderr
+        in_database = DatabaseOriginals(engine)
+        with engine.connect() as conn:
+            raws = conn.execute(select(Message.raw_sha256, Message.raw_size)).all()
+            attachment_shas = set(conn.scalars(select(Attachment.sha256)))
+        for sha, size in raws:
+            assert hashlib.sha256(b"".join(in_database.chunks(sha, size))).hexdigest() == sha
+        assert attachment_shas and all(DatabaseBlobs(engine).exists(sha) for sha in attachment_shas)
+        assert f"移した {len({sha for sha, _ in raws}) + len(attachment_shas)} 件" in moved.stdout
+        again = mailintake_cli(settings, "blobs", "move", "--to", "database")
+        assert "移した 0 件" in again.stdout
 
         services = build_services(settings)
         try:

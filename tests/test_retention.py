@@ -87,9 +87,9 @@ def test_old_unregistered_mail_goes_and_everything_with_a_receipt_number_stays(
         left = set(session.scalars(select(Message.id)))
         assert left == {old_registered, old_cancelled, recent}
         assert set(session.scalars(select(Attachment.sha256))) == set(shared)
-    assert not services.blobs.path_for(only_here[0]).exists()
-    assert services.blobs.path_for(shared[0]).exists()  # the recent mail still carries it
-    assert not services.originals.path_for(old_raw).exists()
+    assert not services.blobs.exists(only_here[0])
+    assert services.blobs.exists(shared[0])  # the recent mail still carries it
+    assert not services.originals.exists(old_raw)
     with services.engine.connect() as conn:
         condition = search.condition(conn, "古い")
         assert condition is not None

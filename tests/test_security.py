@@ -75,7 +75,7 @@ class TestDesignatedAddressesAreSafeForTheMta:
         with services.engine.begin() as conn:
             conn.execute(insert(Address).values(address="|/bin/sh@city.example.jp", section_id=None, label=""))
         with pytest.raises(AddressError):
-            generate(["|/bin/sh@city.example.jp"], "copy", "127.0.0.1", 2525, "mailintake.internal")
+            generate(["|/bin/sh@city.example.jp"], "copy", [("127.0.0.1", 2525)], "mailintake.internal")
 
 
 class TestResponsesAboutMail:

@@ -137,7 +137,7 @@ class AdminUI(PageSet):
         address = self.services.addresses.get(field(request, "address"))
         if not address.enabled:
             return self.addresses(request, f"{address.address} は無効です。有効にしてから確認してください。", 400)
-        host, port = _host_port(field(request, "via"))
+        host, port = mta_config.host_port(field(request, "via"))
         try:
             probe_id = send_probe(self.services, address.address, host, port, f"mailintake-probe@{host}")
         except MailintakeError as exc:
@@ -164,10 +164,10 @@ class AdminUI(PageSet):
         if mta not in ("postfix", "sendmail") or mode not in mta_config.MODES:
             raise BadRequest("MTA は postfix か sendmail、方式は copy か divert を指定してください")
         relay = request.query_params.get("relay") or f"{settings.smtp_host}:{settings.smtp_port}"
-        host, port = _host_port(relay)
+        relays = mta_config.relay_list(relay)
         enabled = [info.address for info in self.services.addresses.list() if info.enabled]
         build = mta_config.postfix if mta == "postfix" else mta_config.sendmail
-        config = build(enabled, mode, host, port, settings.copy_route_suffix)
+        config = build(enabled, mode, relays, settings.copy_route_suffix)
         return self.render(
             request, "admin_mta_config.html", config=config, mta=mta, mode=mode, relay=relay, addresses=enabled
         )
@@ -313,13 +313,6 @@ def _read_status(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{path} を読む権限がありません。サービスのアカウントに読み取りを許可してください。"
     except (OSError, ValueError):
         return None, f"{path} を読めません（壊れているか、書き込み中です）。しばらくしてから開き直してください。"
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise BadRequest(f"ホスト:ポート の形で指定してください（{value!r}）")
-    return host.strip("[]"), int(port)
 
 
 def _section(request: Request) -> str | int:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import iterate_in_threadpool
-from starlette.responses import FileResponse, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ..blobs import BlobStore, OriginalStore
 from ..mail.filenames import download_name
@@ -45,7 +45,7 @@ def original(originals: OriginalStore, sha256: str, size: int, filename: str) ->
     )
 
 
-def attachment(blobs: BlobStore, row: Any, preview: bool = False) -> FileResponse:
+def attachment(blobs: BlobStore, row: Any, preview: bool = False) -> Response:
     """An attachment (a row with id, filename, content_type, sha256): always
     a download, or for a preview inline under :data:`PREVIEW_POLICY`."""
     headers = {
@@ -56,4 +56,9 @@ def attachment(blobs: BlobStore, row: Any, preview: bool = False) -> FileRespons
     if preview:
         headers["Content-Security-Policy"] = PREVIEW_POLICY
         headers["X-Frame-Options"] = "SAMEORIGIN"
-    return FileResponse(blobs.path_for(row.sha256), media_type=safe_content_type(row.content_type), headers=headers)
+    media_type = safe_content_type(row.content_type)
+    path = blobs.local_path(row.sha256)
+    if path is not None:  # a file: ranges and sendfile for free
+        return FileResponse(path, media_type=media_type, headers=headers)
+    headers["Content-Length"] = str(row.size)
+    return StreamingResponse(iterate_in_threadpool(blobs.chunks(row.sha256)), media_type=media_type, headers=headers)

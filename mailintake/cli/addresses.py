@@ -111,9 +111,10 @@ def address_enable(settings: Settings, address_text: str) -> None:
 @click.option(
     "--relay",
     "relay",
-    default=None,
+    multiple=True,
     metavar="HOST:PORT",
-    help="Where the MTA reaches the relay (default: smtp_host:smtp_port).",
+    help="Where the MTA reaches the relay (default: smtp_host:smtp_port); "
+    "repeat it for two or more nodes, tried in turn.",
 )
 @click.option(
     "--output",
@@ -125,16 +126,16 @@ def address_enable(settings: Settings, address_text: str) -> None:
 @click.option("--map-dir", default=None, help="Folder the maps will live in (default /etc/postfix or /etc/mail).")
 @common_options
 def mta_config(
-    settings: Settings, mta: str, mode: str, relay: str | None, output: Path | None, map_dir: str | None
+    settings: Settings, mta: str, mode: str, relay: tuple[str, ...], output: Path | None, map_dir: str | None
 ) -> None:
     """Generate the Postfix or Sendmail configuration for the enabled addresses."""
     from ..operations import mta_config as generator
 
-    host, port = _host_port(relay) if relay else (settings.smtp_host, settings.smtp_port)
+    relays = generator.relay_list(" ".join(relay)) if relay else [(settings.smtp_host, settings.smtp_port)]
     enabled = [info.address for info in _services(settings).addresses.list() if info.enabled]
     build = generator.postfix if mta == "postfix" else generator.sendmail
     extra = {"map_dir": map_dir} if map_dir else {}
-    config = build(enabled, mode, host, port, settings.copy_route_suffix, **extra)
+    config = build(enabled, mode, relays, settings.copy_route_suffix, **extra)
     if output is None:
         click.echo(config.render(), nl=False)
         return
@@ -144,13 +145,6 @@ def mta_config(
         return
     for path in config.write(output):
         click.echo(f"wrote {path}")
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 # -- probe ----------------------------------------------------------------------------
@@ -179,7 +173,9 @@ def probe_command(settings: Settings, address_text: str, via: str, sender: str, 
     if not services.addresses.get(address).enabled:
         raise click.ClickException(f"{address} is disabled; the relay would refuse the probe")
     via = via or settings.probe_via
-    host, port = _host_port(via)
+    from ..operations.mta_config import host_port
+
+    host, port = host_port(via)
     started = time.monotonic()
     probe_id = send_probe(services, address, host, port, sender)
     result = wait_for_probe(services, probe_id, timeout, started)

@@ -50,7 +50,7 @@ def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismi
 
     The running service does this itself once a day; run it by hand with
     the service stopped, or with --dry-run at any time."""
-    from ..intake.ingest import IngestLockHeld, acquire_ingest_lock
+    from ..intake.lock import IngestLockHeld, acquire_ingest_lock
     from ..records import retention
 
     rule = retention.PurgeRule.from_days(
@@ -123,3 +123,36 @@ def import_command(settings: Settings, address_text: str, paths: tuple[Path, ...
         result = import_messages(services, address_text, list(paths), progress=bar.update)
     where = "stored" if result.ingested_now else "queued for the running service"
     click.echo(f"{result.found} found, {result.spooled} new ({where}), {result.already_stored} already stored")
+
+
+# -- blob stores ----------------------------------------------------------------
+
+
+@cli.group()
+def blobs() -> None:
+    """Where attachments and original messages are kept."""
+
+
+@blobs.command("move")
+@click.option("--to", "target", type=click.Choice(["files", "database"]), required=True, help="The store to move into.")
+@click.option("--remove", is_flag=True, help="Remove each file from the other store once the target has it.")
+@common_options
+def blobs_move_command(settings: Settings, target: str, remove: bool) -> None:
+    """Copy every stored original and attachment into the store named by
+    --to (checking each sha256); run again after switching blob_store."""
+    from ..blobs import open_stores
+    from ..operations import blob_moving
+
+    services = _services(settings)
+    source_kind = "database" if target == "files" else "files"
+    source = open_stores(settings, services.engine, source_kind)
+    destination = open_stores(settings, services.engine, target)
+    with tqdm(total=blob_moving.to_move(services.engine), unit="file", desc="move", file=sys.stderr) as bar:
+        result = blob_moving.move(services.engine, source, destination, remove_source=remove, progress=bar.update)
+    click.echo(f"{source_kind} → {target}: {result.describe()}")
+    if target != settings.blob_store:
+        click.echo(f"次に blob_store = {target} に設定してサービスを再起動し、このコマンドをもう一度実行してください。")
+    if result.damaged or result.missing:
+        raise click.ClickException(
+            "移せなかったファイルがあります（上記）。バックアップから戻してから再実行してください。"
+        )

@@ -19,6 +19,7 @@ import json
 import zipfile
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ SCHEMA_FILE = Path(__file__).with_name("registration-package.schema.json")
 ORIGINAL_NAME = "original.eml"
 BODY_NAME = "本文.txt"
 ATTACHMENT_FOLDER = "attachments/"
-CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def build(
         name = ATTACHMENT_FOLDER + _unique(item["filename"], taken)
         files.append(_file(name, "attachment", size, sha, attachment_id=item["id"]))
         # Most documents (PDF, Office, images) are compressed already.
-        entries.append(_Entry(name, size, False, _blob_chunks(blobs, sha)))
+        entries.append(_Entry(name, size, False, partial(blobs.chunks, sha)))
     metadata = {"format": FORMAT_VERSION, "registration": record, "files": files}
     encoded = (json.dumps(metadata, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
     entries.insert(0, _Entry("metadata.json", len(encoded), True, lambda: iter((encoded,))))
@@ -133,15 +133,6 @@ def _unique(name: str, taken: set[str]) -> str:
         candidate = f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
     taken.add((ATTACHMENT_FOLDER + candidate).casefold())
     return candidate
-
-
-def _blob_chunks(blobs: BlobStore, sha256: str) -> Callable[[], Iterator[bytes]]:
-    def chunks() -> Iterator[bytes]:
-        with blobs.open(sha256) as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
-
-    return chunks
 
 
 class _Sink:

@@ -14,7 +14,6 @@ the supervisor and then stored with its raw source and a problem note.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -25,7 +24,7 @@ from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..blobs import BlobStore, OriginalStore
+from ..blobs import open_stores
 from ..config import Settings
 from ..leases import RETRY_SECONDS, Lease
 from ..mail.addresses import designated_form
@@ -55,24 +54,9 @@ IDLE_INDEX_BATCH = 10
 POISON_NOTE = "解析できませんでした（時間内に終わらないか、解析処理が異常終了しました）。原文を確認してください。"
 
 
-class IngestLockHeld(Exception):
-    """Another process is already ingesting this data folder."""
-
-
-def acquire_ingest_lock(settings: Settings) -> int:
-    """One ingester per data folder; returns the fd that holds the lock.
-
-    In the data folder, not the spool: an open file would keep an operator
-    from remounting a separate spool filesystem.
-    """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.data_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        os.close(fd)
-        raise IngestLockHeld(f"another process is ingesting {settings.data_dir}") from exc
-    return fd
+class FilesGone(Exception):
+    """Files of a batch were removed (a purge on another node) between
+    storing them and adding the rows that refer to them."""
 
 
 class Ingester:
@@ -92,8 +76,7 @@ class Ingester:
         self.settings = settings
         self.engine = engine
         self.spool = spool
-        self.blobs = BlobStore(settings.blob_dir)
-        self.originals = OriginalStore(settings.originals_dir)
+        self.blobs, self.originals = open_stores(settings, engine)
         self.stored_total = 0  # published to metrics/ingest.json
         self.invalid_probes = 0  # likewise
         self._on_parse = on_parse or (lambda _id: None)
@@ -103,18 +86,22 @@ class Ingester:
         self._limits = Limits(settings.max_mime_part_lines, settings.max_header_display_chars)
         self._last_busy = 0.0
         self._addresses_synced_at: float | None = None
+        self._purge_lease = Lease(engine, "retention-purge")
         self._snapshot: list[str] | None = None
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
         """Ingest until ``should_stop()``; never gives up on an error (the
         mail stays in the spool) but pauses before retrying."""
-        self.blobs.root.mkdir(parents=True, exist_ok=True)
         threading.Thread(target=self._index_when_quiet, args=(should_stop,), name="search-indexer", daemon=True).start()
         while not should_stop():
             try:
                 self._check_schema()
                 self._sync_addresses()
                 done = self.ingest_pending(should_stop)
+            except FilesGone as exc:
+                log.warning("stored files were purged meanwhile; storing the batch again: %s", exc)
+                wait_for_work(self.settings.ingest_retry_seconds)
+                continue
             except SchemaMismatch as exc:
                 # Someone is upgrading the database under a running relay:
                 # the mail waits in the spool until this code matches again.
@@ -156,11 +143,16 @@ class Ingester:
             self._snapshot = enabled
 
     def _purge_if_due(self) -> None:
-        """The retention purge, once a day when idle: this process holds the
-        ingest lock, so no file it removes can be referenced meanwhile."""
+        """The retention purge, once a day when idle, on one node of a
+        cluster. This process holds the ingest lock, so no file it removes
+        can be referenced meanwhile by this node; other nodes' ingesters
+        hold their files while they commit (see ``_store``)."""
         rule = retention.PurgeRule.from_settings(self.settings)
         now = time.monotonic()
         if not rule.active or (self._purged_at is not None and now - self._purged_at < PURGE_INTERVAL_SECONDS):
+            return
+        if not self._purge_lease.held():
+            self._purged_at = now - PURGE_INTERVAL_SECONDS + 60  # another node purges; ask again in a minute
             return
         self._purged_at = now
         in_use = {a.sha256 for parsed in self._parsed.values() for a in parsed.attachments}
@@ -185,11 +177,12 @@ class Ingester:
             pass
         lease = Lease(self.engine, "search-indexer")  # one node indexes for all
         while not should_stop():
-            if time.monotonic() - self._last_busy < IDLE_SECONDS:
-                time.sleep(0.5)
-                continue
+            # The lease first: a node takes over at once, busy or not.
             if not lease.held():
                 time.sleep(RETRY_SECONDS)
+                continue
+            if time.monotonic() - self._last_busy < IDLE_SECONDS:
+                time.sleep(0.5)
                 continue
             try:
                 if search.index_pending(self.engine, batch=IDLE_INDEX_BATCH) == 0:
@@ -223,15 +216,11 @@ class Ingester:
         self.blobs.flush()
         self.originals.flush()
         try:
-            with Session(self.engine) as session, session.begin():
-                stored, duplicates = self._store(session, items)
-        except DBAPIError as exc:
-            if _database_unavailable(exc):
-                raise
-            # Something in this batch's data was refused: store one by one
-            # so that one message cannot hold back the others.
-            log.error("batch refused by the database (%s); storing one by one", type(exc.orig).__name__)
-            stored, duplicates = self._store_one_by_one(items)
+            stored, duplicates = self._store_batch(items)
+        except FilesGone:
+            for spooled, _ in items:  # parsed again, its files stored again
+                self._parsed.pop(spooled.spool_id, None)
+            raise
         for spooled, _ in items:
             self.spool.remove(spooled.spool_id)
             self._parsed.pop(spooled.spool_id, None)
@@ -270,7 +259,7 @@ class Ingester:
             return ParsedMessage(problems=[POISON_NOTE])
         self._on_parse(spooled.spool_id)
         try:
-            return parse_spooled_message(spooled.path, spooled.size, self.blobs.root, self._limits)
+            return parse_spooled_message(spooled.path, spooled.size, self.blobs, self._limits)
         except Exception as exc:  # the parser's own failure on odd input, MemoryError included
             log.exception("parser failed on %s", spooled.spool_id)
             return ParsedMessage(problems=[f"解析できませんでした: {type(exc).__name__}: {exc}"])
@@ -281,6 +270,7 @@ class Ingester:
         wanted = {
             (self._designated(rcpt), spooled.sha256) for spooled, _ in items for rcpt in spooled.envelope.rcpt_tos
         }
+        self._hold_files(session, items)
         address_ids = self._address_ids(session, {a for a, _ in wanted})
         existing: set[tuple[int, str]] = set(
             (address_id, sha)
@@ -316,6 +306,15 @@ class Ingester:
                 session.execute(insert(Attachment), attachment_rows)
         return stored, duplicates
 
+    def _hold_files(self, session: Session, items: list[tuple[SpooledMessage, ParsedMessage]]) -> None:
+        """Keep the batch's files from a purge until its rows are in."""
+        conn = session.connection()
+        attachments = {a.sha256 for _, parsed in items for a in parsed.attachments}
+        raws = {spooled.sha256 for spooled, _ in items}
+        gone = (attachments - self.blobs.lock(conn, attachments)) | (raws - self.originals.lock(conn, raws))
+        if gone:
+            raise FilesGone(", ".join(sorted(gone)[:3]))
+
     def _probe_id(self, session: Session, parsed: ParsedMessage, rcpt: str) -> str | None:
         """The probe this arrival uses up, or None: then the mail is listed,
         with a note when it carries a probe header at all."""
@@ -332,6 +331,18 @@ class Ingester:
 
     def _designated(self, rcpt: str) -> str:
         return designated_form(rcpt, self.settings.copy_route_suffix)
+
+    def _store_batch(self, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
+        try:
+            with Session(self.engine) as session, session.begin():
+                return self._store(session, items)
+        except DBAPIError as exc:
+            if _database_unavailable(exc):
+                raise
+            # Something in this batch's data was refused: store one by one
+            # so that one message cannot hold back the others.
+            log.error("batch refused by the database (%s); storing one by one", type(exc.orig).__name__)
+            return self._store_one_by_one(items)
 
     def _store_one_by_one(self, items: list[tuple[SpooledMessage, ParsedMessage]]) -> tuple[int, int]:
         stored = duplicates = 0

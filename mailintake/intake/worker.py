@@ -94,7 +94,8 @@ def worker_main(argv: list[str]) -> None:
     # process (its memory is the idle cost of every installation).
     from ..db import make_engine
     from ..logs import configure_logging
-    from .ingest import Ingester, IngestLockHeld, acquire_ingest_lock
+    from .ingest import Ingester
+    from .lock import IngestLockHeld, acquire_ingest_lock
 
     configure_logging(settings)
     _limit_memory()
@@ -135,7 +136,7 @@ class IngestSupervisor:
         self.restarts = 0
 
     def start(self) -> None:
-        from .ingest import acquire_ingest_lock
+        from .lock import acquire_ingest_lock
 
         # Fail at once, in the caller, if another ingester holds the lock.
         os.close(acquire_ingest_lock(self.settings))

@@ -26,7 +26,7 @@ from email.message import Message as EmailMessage
 from email.parser import BytesFeedParser
 from pathlib import Path
 
-from ..blobs import BlobStore
+from ..blobs import BlobStore, FileBlobs
 from ..fsync import read_exactly
 from .headers import (
     _addresses,
@@ -43,10 +43,10 @@ from .parts import _body_start, _RawSpans, _Walker
 from .text import html_to_text
 
 
-def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits = DEFAULT_LIMITS) -> ParsedMessage:
+def parse_spooled_message(path: Path, size: int, blobs: BlobStore, limits: Limits = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse the message held in the first ``size`` bytes of ``path``.
 
-    Attachment bytes go to the blob store; nothing is fsynced here: the
+    Attachment bytes go to ``blobs``; nothing is flushed here: the
     ingester flushes once per batch. The file is read in chunks, never
     whole; it is memory-mapped only where a forwarded message is kept.
     """
@@ -54,33 +54,36 @@ def parse_spooled_message(path: Path, size: int, blob_root: Path, limits: Limits
         boundaries = _boundary_lines(read_exactly(fh, size, _HEADER_SCAN))
         fh.seek(0)
         if boundaries > limits.boundary_lines:
-            return _set_aside(fh.read(min(size, _HEADER_SCAN)), boundaries, blob_root, limits)
+            return _set_aside(fh.read(min(size, _HEADER_SCAN)), boundaries, blobs, limits)
         parser = BytesFeedParser(policy=policy.compat32)
         try:
             for i, chunk in enumerate(read_exactly(fh, size, _HEADER_SCAN)):
                 parser.feed(tidy_header_block(chunk) if i == 0 else chunk)
             msg = parser.close()
             if size == 0 or not _has_forwarded(msg):
-                return decode_message(msg, BlobStore(blob_root), raw_size=size, limits=limits)
+                return decode_message(msg, blobs, raw_size=size, limits=limits)
             with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as raw:
-                return decode_message(msg, BlobStore(blob_root), raw_size=size, limits=limits, raw=raw)
+                return decode_message(msg, blobs, raw_size=size, limits=limits, raw=raw)
         except RecursionError:
             fh.seek(0)
-            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blob_root, limits=limits)
+            return _headers_only(fh.read(min(size, _HEADER_SCAN)), blobs, limits=limits)
 
 
 def parse_bytes(raw: bytes, blob_root: Path, limits: Limits = DEFAULT_LIMITS) -> ParsedMessage:
+    """Parse a message held in memory, its attachments into a files store
+    at ``blob_root`` (tools and tests)."""
+    blobs = FileBlobs(blob_root)
     boundaries = _boundary_lines([raw])
     if boundaries > limits.boundary_lines:
-        return _set_aside(raw[:_HEADER_SCAN], boundaries, blob_root, limits)
+        return _set_aside(raw[:_HEADER_SCAN], boundaries, blobs, limits)
     parser = BytesFeedParser(policy=policy.compat32)
     try:
         parser.feed(tidy_header_block(raw[:_HEADER_SCAN]) + raw[_HEADER_SCAN:])
         msg = parser.close()
         spans = raw if _has_forwarded(msg) else None
-        return decode_message(msg, BlobStore(blob_root), raw_size=len(raw), limits=limits, raw=spans)
+        return decode_message(msg, blobs, raw_size=len(raw), limits=limits, raw=spans)
     except RecursionError:
-        return _headers_only(raw[:_HEADER_SCAN], blob_root, limits=limits)
+        return _headers_only(raw[:_HEADER_SCAN], blobs, limits=limits)
 
 
 def _boundary_lines(chunks: Iterable[bytes]) -> int:
@@ -94,8 +97,8 @@ def _boundary_lines(chunks: Iterable[bytes]) -> int:
     return count
 
 
-def _set_aside(head: bytes, boundaries: int, blob_root: Path, limits: Limits) -> ParsedMessage:
-    out = _headers_only(head, blob_root, note=None, limits=limits)
+def _set_aside(head: bytes, boundaries: int, blobs: BlobStore, limits: Limits) -> ParsedMessage:
+    out = _headers_only(head, blobs, note=None, limits=limits)
     out.problem(TOO_MANY_PARTS_NOTE.format(count=boundaries))
     return out
 
@@ -139,14 +142,14 @@ NESTING_NOTE = "MIME の入れ子が深すぎるため、本文と添付ファ�
 
 
 def _headers_only(
-    head: bytes, blob_root: Path, note: str | None = NESTING_NOTE, limits: Limits = DEFAULT_LIMITS
+    head: bytes, blobs: BlobStore, note: str | None = NESTING_NOTE, limits: Limits = DEFAULT_LIMITS
 ) -> ParsedMessage:
     """The headers alone, when the body cannot be parsed within bounds (the
     standard parser recurses once per nesting level, so a nesting bomb
     exhausts the stack)."""
     parser = BytesFeedParser(policy=policy.compat32)
     parser.feed(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-    out = decode_message(parser.close(), BlobStore(blob_root), body=False, limits=limits)
+    out = decode_message(parser.close(), blobs, body=False, limits=limits)
     if note is not None:
         out.problem(note)
     return out

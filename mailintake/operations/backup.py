@@ -5,7 +5,10 @@ Order matters: (1) the spool, (2) the database in one read transaction,
 (3) the content-addressed files. Mail that moves from the spool into the
 database meanwhile is in the spool copy, the database copy, or both
 (storing it again is a no-op); every file the database copy refers to
-exists, because stored files are immutable and never removed.
+exists, because stored files are immutable and never removed. With
+``blob_store = database`` the files are rows, in the same snapshot.
+A backup restores into either store: files of a ``files`` backup go into
+the database store when that is the one configured.
 
 The database goes out as JSON lines per table (every table of the schema,
 in dependency order), so a backup taken from SQLite restores into
@@ -14,6 +17,7 @@ PostgreSQL and back.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import json
@@ -26,9 +30,11 @@ from typing import Any
 
 from sqlalchemy import Engine, Integer, create_engine, func, insert, select, text
 
+from ..blobs import DatabaseBlobs, DatabaseOriginals, FileBlobs, FileOriginals
 from ..errors import BadRequest
 from ..models import Base
 from ..services import Services
+from . import blob_moving
 
 FORMAT = "mailintake-backup/1"
 
@@ -73,9 +79,18 @@ def restore(services: Services, source: Path) -> BackupResult:
             if conn.execute(select(func.count()).select_from(table)).scalar():
                 raise BadRequest(f"restore needs an empty database; table {table.name} has rows")
     settings = services.settings
-    files = _copy_tree(source / "originals", settings.originals_dir)
-    files += _copy_tree(source / "blobs", settings.blob_dir)
-    rows = _load_database(engine, source / "database")
+    configured = (services.blobs, services.originals)
+    if services.blobs.kind == "files":
+        files = _copy_tree(source / "originals", settings.originals_dir)
+        files += _copy_tree(source / "blobs", settings.blob_dir)
+        rows = _load_database(engine, source / "database")
+        # A backup of the database store: its files came as rows.
+        in_rows = (DatabaseBlobs(engine), DatabaseOriginals(engine))
+        files += blob_moving.move(engine, in_rows, configured, remove_source=True).copied
+    else:
+        rows = _load_database(engine, source / "database")
+        in_folders = (FileBlobs(source / "blobs"), FileOriginals(source / "originals"))
+        files = blob_moving.move(engine, in_folders, configured).copied
     # Spool entries last: the ingester may pick them up at once.
     files += _copy_tree(source / "spool" / "new", settings.spool_dir / "new")
     services.addresses.write_snapshot()
@@ -106,7 +121,8 @@ def _dump_database(engine: Engine, folder: Path) -> dict[str, int]:
 def _dump_tables(engine: Engine, folder: Path, options: dict[str, Any]) -> dict[str, int]:
     """Every table in one transaction (one snapshot)."""
     counts = {}
-    with engine.connect().execution_options(**options) as conn:
+    # Streamed: the stored files' pieces are never all in memory.
+    with engine.connect().execution_options(stream_results=True, yield_per=50, **options) as conn:
         with conn.begin():
             for table in Base.metadata.sorted_tables:
                 count = 0
@@ -127,14 +143,15 @@ def _load_database(engine: Engine, folder: Path) -> dict[str, int]:
                 counts[table.name] = 0
                 continue
             batch: list[dict[str, Any]] = []
-            count = 0
+            count = batch_bytes = 0
             with gzip.open(path, "rt", encoding="utf-8") as source:
                 for line in source:
                     batch.append(_from_json(table, json.loads(line)))
-                    if len(batch) >= 500:
+                    batch_bytes += len(line)
+                    if len(batch) >= 500 or batch_bytes >= 1 << 24:
                         conn.execute(insert(table), batch)
                         count += len(batch)
-                        batch = []
+                        batch, batch_bytes = [], 0
             if batch:
                 conn.execute(insert(table), batch)
                 count += len(batch)
@@ -164,6 +181,8 @@ def _to_json(value: Any) -> Any:
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
+    if isinstance(value, bytes | memoryview):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
     return value
 
 
@@ -172,6 +191,8 @@ def _from_json_value(value: Any) -> Any:
         return dt.datetime.fromisoformat(value["$datetime"])
     if isinstance(value, dict) and "$date" in value:
         return dt.date.fromisoformat(value["$date"])
+    if isinstance(value, dict) and "$bytes" in value:
+        return base64.b64decode(value["$bytes"])
     return value
 
 

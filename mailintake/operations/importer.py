@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest, NotFound
-from ..intake.ingest import IngestLockHeld
+from ..intake.lock import IngestLockHeld
 from ..intake.spool import Envelope
 from ..intake.worker import IngestSupervisor
 from ..mail.addresses import normalize_address

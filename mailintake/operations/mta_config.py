@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import tarfile
 import time
@@ -113,11 +114,29 @@ def _route_domains(addresses: list[str], suffix: str) -> list[str]:
     return sorted({_route(a, suffix).rsplit("@", 1)[1] for a in addresses})
 
 
+def host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:2525`` too)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise BadRequest(f"ホスト:ポート の形で指定してください（{value!r}）")
+    return host.strip("[]"), int(port)
+
+
+def relay_list(value: str) -> list[tuple[str, int]]:
+    """One relay or several (nodes), separated by commas or spaces."""
+    relays = [host_port(part) for part in re.split(r"[,\s]+", value) if part]
+    if not relays:
+        raise BadRequest("中継先を ホスト:ポート の形で指定してください")
+    return relays
+
+
 def postfix(
-    addresses: list[str], mode: str, relay_host: str, relay_port: int, suffix: str, map_dir: str = "/etc/postfix"
+    addresses: list[str], mode: str, relays: list[tuple[str, int]], suffix: str, map_dir: str = "/etc/postfix"
 ) -> MtaConfig:
+    """Postfix ≥ 3.5 tries a list of next hops in turn (the second when the
+    first does not answer) and defers, never bounces, when none does."""
     addresses = _check(mode, addresses)
-    nexthop = f"smtp:[{relay_host}]:{relay_port}"
+    nexthop = "smtp:" + ", ".join(f"[{host}]:{port}" for host, port in relays)
     head = HEADER.format(mta="postfix", mode=mode)
     config = MtaConfig("postfix", mode, main_name="main.cf")
     if mode == "divert":
@@ -141,13 +160,18 @@ def postfix(
 
 
 def sendmail(
-    addresses: list[str], mode: str, relay_host: str, relay_port: int, suffix: str, map_dir: str = "/etc/mail"
+    addresses: list[str], mode: str, relays: list[tuple[str, int]], suffix: str, map_dir: str = "/etc/mail"
 ) -> MtaConfig:
     """virtusertable sends each address (divert) or an alias that also keeps
     the local mailbox (copy) to ``<address>.<suffix>``; mailertable routes
-    those domains to a dedicated ``mailintake`` mailer on the relay's port.
+    those domains to a dedicated ``mailintake`` mailer on the relay's port
+    (several relays: hosts tried in turn, one port for all).
     The designated domains must be local (class w) for virtusertable."""
     addresses = _check(mode, addresses)
+    if len({port for _, port in relays}) != 1:
+        raise BadRequest("Sendmail では中継先のポートをすべて同じにしてください（メーラーのポートは一つです）")
+    hosts = ":".join(f"[{host}]" for host, _ in relays)
+    relay_port = relays[0][1]
     head = HEADER.format(mta="sendmail", mode=mode)
     config = MtaConfig("sendmail", mode, main_name="sendmail.mc")
     if mode == "divert":
@@ -158,7 +182,7 @@ def sendmail(
             f"{_copy_alias(a)}:\t{a.split('@', 1)[0]}, {_route(a, suffix)}\n" for a in addresses
         )
     config.files["mailertable"] = head + "".join(
-        f"{domain}\tmailintake:[{relay_host}]\n" for domain in _route_domains(addresses, suffix)
+        f"{domain}\tmailintake:{hosts}\n" for domain in _route_domains(addresses, suffix)
     )
     config.main_lines = (
         "dnl Add the FEATURE and define lines before the MAILER() lines of sendmail.mc,\n"

@@ -161,16 +161,11 @@ def _remove_unused_files(
     raw_shas: set[str],
     in_use: set[str],
 ) -> int:
-    with Session(engine) as session:
-        still_attached = set(session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(attachment_shas))))
-        still_raw = set(session.scalars(select(Message.raw_sha256).where(Message.raw_sha256.in_(raw_shas))))
-    removed = 0
-    for path in [blobs.path_for(s) for s in attachment_shas - still_attached - in_use] + [
-        originals.path_for(s) for s in raw_shas - still_raw
-    ]:
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+    with engine.begin() as conn:
+        # Locked first, then looked up: the lookup, a statement of its own,
+        # sees every row another node's ingester committed while it held them.
+        attachments = blobs.lock(conn, attachment_shas - in_use, exclusive=True)
+        raws = originals.lock(conn, raw_shas, exclusive=True)
+        attachments -= set(conn.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(attachments))))
+        raws -= set(conn.scalars(select(Message.raw_sha256).where(Message.raw_sha256.in_(raws))))
+        return blobs.remove(attachments, conn) + originals.remove(raws, conn)
