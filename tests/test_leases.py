@@ -5,6 +5,7 @@ of its own); when that node dies, another takes over within seconds."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -155,5 +156,49 @@ def test_the_search_indexer_waits_for_its_lease_and_takes_over_when_the_holder_d
                 return search.watermark(conn) > 0
 
         wait_for(indexed, 10)
+    finally:
+        services.close()
+
+
+def test_the_directory_import_and_a_purge_by_hand_leave_the_work_to_the_node_holding_it(
+    postgres_url: str, make_settings: Callable[..., Settings], tmp_path: Path, other_node: Any
+) -> None:
+    """Every node's timer may run `directory import` on one shared inbox and
+    an operator may run `purge` on any node: only the lease holder works."""
+    settings = make_settings(database_url=postgres_url, purge_new_after_days=30)
+    services = build_services(settings)
+    designate(services, "soumu@city.example.jp", "総務課")
+    old = stored_message(services, "soumu@city.example.jp", received_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=90))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "organisation.csv").write_text("所属コード,所属名\n0100,企画課\n", encoding="utf-8")
+    env = {"MAILINTAKE_DATABASE_URL": postgres_url, "MAILINTAKE_PURGE_NEW_AFTER_DAYS": "30"}
+
+    def mailintake(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mailintake", *args, "--data-dir", str(settings.data_dir)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        )  # fmt: skip
+
+    try:
+        importing = other_node(postgres_url, "directory-import")
+        purging = other_node(postgres_url, "retention-purge")
+        skipped = mailintake("directory", "import", "--inbox", str(inbox))
+        assert skipped.returncode == 0 and "別のノードが取り込み中" in skipped.stdout
+        assert (inbox / "organisation.csv").exists() and "企画課" not in [s.name for s in services.accounts.sections()]
+        refused = mailintake("purge")
+        assert refused.returncode == 1 and "別のノード" in refused.stderr
+        assert services.messages.count() == 1
+
+        importing.kill()
+        purging.kill()
+        importing.wait(10)
+        purging.wait(10)
+        done = mailintake("directory", "import", "--inbox", str(inbox))
+        assert done.returncode == 0, done.stderr
+        assert not (inbox / "organisation.csv").exists() and "企画課" in [s.name for s in services.accounts.sections()]
+        purged = mailintake("purge")
+        assert purged.returncode == 0, purged.stderr
+        assert services.messages.count() == 0, old
     finally:
         services.close()

@@ -51,6 +51,7 @@ def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismi
     The running service does this itself once a day; run it by hand with
     the service stopped, or with --dry-run at any time."""
     from ..intake.lock import IngestLockHeld, acquire_ingest_lock
+    from ..leases import Lease
     from ..records import retention
 
     rule = retention.PurgeRule.from_days(
@@ -71,9 +72,16 @@ def purge_command(settings: Settings, dry_run: bool, new_days: int | None, dismi
             "サービスが動いています。保存期間による削除はサービスが毎日自動で行います。"
             "今すぐ行うにはサービスを止めてから実行してください。"
         ) from exc
+    lease = Lease(services.engine, "retention-purge")
     try:
+        if not lease.held():
+            raise click.ClickException(
+                "別のノードのサービスが保存期間による削除を受け持っています（毎日自動で行います）。"
+                "今すぐ行うには、すべてのノードのサービスを止めてから実行してください。"
+            )
         result = retention.purge(services.engine, services.blobs, services.originals, rule)
     finally:
+        lease.release()
         os.close(lock)
     click.echo(f"削除しました（{rule.describe()}）: {result.describe()}")
 

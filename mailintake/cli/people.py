@@ -208,13 +208,23 @@ def directory() -> None:
 @common_options
 def directory_import(settings: Settings, files: tuple[Path, ...], inboxes: tuple[Path, ...]) -> None:
     """Import 組織マスタ and 異動情報 CSV files (UTF-8 or CP932)."""
+    from ..leases import Lease
     from ..people.directory import DirectoryImport
 
-    found = list(files) + [p for inbox in inboxes for p in sorted(inbox.glob("*.csv")) if p.is_file()]
-    report = DirectoryImport(_services(settings).engine).import_files(found)
-    for path in report.done:
-        if any(path.parent == inbox for inbox in inboxes):
-            path.unlink()
+    engine = _services(settings).engine
+    # Every node's timer may run this on one shared inbox: one at a time.
+    lease = Lease(engine, "directory-import")
+    if not lease.held():
+        click.echo("別のノードが取り込み中です。残ったファイルは次の回に取り込みます。")
+        return
+    try:
+        found = list(files) + [p for inbox in inboxes for p in sorted(inbox.glob("*.csv")) if p.is_file()]
+        report = DirectoryImport(engine).import_files(found)
+        for path in report.done:
+            if any(path.parent == inbox for inbox in inboxes):
+                path.unlink()
+    finally:
+        lease.release()
     click.echo(
         f"{report.files} file(s): {report.sections_added} section(s) added, {report.sections_changed} changed, "
         f"{report.users_moved} user(s) moved, {report.rows_waiting} row(s) waiting for their 発令日"
