@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..blobs import BlobStore, FileBlobs
 from ..fsync import read_exactly
+from .elision import Elided
 from .headers import (
     _addresses,
     _date,
@@ -56,14 +57,15 @@ def parse_spooled_message(path: Path, size: int, blobs: BlobStore, limits: Limit
         if boundaries > limits.boundary_lines:
             return _set_aside(fh.read(min(size, _HEADER_SCAN)), boundaries, blobs, limits)
         parser = BytesFeedParser(policy=policy.compat32)
+        elided = Elided(fh)
         try:
-            for i, chunk in enumerate(read_exactly(fh, size, _HEADER_SCAN)):
+            for i, chunk in enumerate(elided.feed(read_exactly(fh, size, _HEADER_SCAN))):
                 parser.feed(tidy_header_block(chunk) if i == 0 else chunk)
             msg = parser.close()
             if size == 0 or not _has_forwarded(msg):
-                return decode_message(msg, blobs, raw_size=size, limits=limits)
+                return decode_message(msg, blobs, raw_size=size, limits=limits, elided=elided)
             with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as raw:
-                return decode_message(msg, blobs, raw_size=size, limits=limits, raw=raw)
+                return decode_message(msg, blobs, raw_size=size, limits=limits, raw=raw, elided=elided)
         except RecursionError:
             fh.seek(0)
             return _headers_only(fh.read(min(size, _HEADER_SCAN)), blobs, limits=limits)
@@ -162,6 +164,7 @@ def decode_message(
     body: bool = True,
     limits: Limits = DEFAULT_LIMITS,
     raw: bytes | mmap.mmap | None = None,
+    elided: Elided | None = None,
 ) -> ParsedMessage:
     out = ParsedMessage()
     out.message_id = _header(msg, "Message-ID", out).strip()[:998]
@@ -177,7 +180,7 @@ def decode_message(
     out.probe_header = "".join(decode_header_value(probe[0]).split())[:200] if probe else ""
     if not body:
         return out
-    _Walker(blobs, out, raw_size, _RawSpans(raw, msg) if raw is not None else None).walk(msg)
+    _Walker(blobs, out, raw_size, _RawSpans(raw, msg) if raw is not None else None, elided).walk(msg)
     if not out.text_body and out.html_body:
         out.text_body = html_to_text(out.html_body)
     _describe_defects(msg, out)

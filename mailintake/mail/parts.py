@@ -4,23 +4,20 @@ attachments as the sender wrote them."""
 
 from __future__ import annotations
 
-import binascii
 import mmap
 import re
-from collections.abc import Iterator
 from email import policy
 from email.message import Message as EmailMessage
 from typing import Any
 
 from ..blobs import BlobStore
 from . import charsets
+from .elision import Elided
 from .filenames import attachment_filename, display_name
 from .headers import _header, _single_line
 from .parsed import MAX_DEPTH, MAX_PARTS, ParsedAttachment, ParsedMessage
+from .payloads import store_payload, streamed
 from .text import unflow
-
-_STREAM_THRESHOLD = 1 << 20
-_B64_CHUNK = 1 << 20
 
 
 def _body_start(raw: bytes | mmap.mmap, start: int, end: int) -> int | None:
@@ -110,10 +107,18 @@ UNNAMED = {"text/calendar": "予定.ics"}
 
 
 class _Walker:
-    def __init__(self, blobs: BlobStore, out: ParsedMessage, raw_size: int = 0, spans: _RawSpans | None = None) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        out: ParsedMessage,
+        raw_size: int = 0,
+        spans: _RawSpans | None = None,
+        elided: Elided | None = None,
+    ) -> None:
         self.blobs = blobs
         self.out = out
         self.spans = spans
+        self.elided = elided
         self.parts = 0
         # Forwarded messages are kept as files of their own, but a message
         # nested inside one is already in its file: without a budget, 40
@@ -143,6 +148,8 @@ class _Walker:
         self, part: EmailMessage, depth: int, parent: int | None, in_body: bool
     ) -> list[tuple[EmailMessage, int, int | None, bool]]:
         ctype = part.get_content_type()
+        if self.elided is not None and not streamed(ctype):
+            self.elided.restore(part)  # read as text: its whole text back
         if ctype == "message/partial":
             self._partial(part, parent)
             return []
@@ -180,6 +187,8 @@ class _Walker:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         data = self.spans.embedded(part, inner) if self.spans is not None and isinstance(inner, EmailMessage) else None
+        if data is None and isinstance(inner, EmailMessage) and self.elided is not None:
+            self.elided.restore_all(inner)
         if data is None:
             data = inner.as_bytes(policy=policy.compat32) if isinstance(inner, EmailMessage) else b""
         number, total = _param(part, "number"), _param(part, "total")
@@ -230,7 +239,7 @@ class _Walker:
         self.out.text_body = text if not self.out.text_body else self.out.text_body + "\n" + text
 
     def _attachment(self, part: EmailMessage, ctype: str, filename: str, disposition: str, parent: int | None) -> int:
-        sha256, size = _store_payload(part, self.blobs, self.out)
+        sha256, size = store_payload(part, self.blobs, self.out, self.elided)
         return self._add(filename, ctype, size, sha256, parent, part, disposition or "attachment")
 
     def _add(
@@ -279,6 +288,8 @@ class _Walker:
         if wire is not None:
             raw = wire
         else:
+            if self.elided is not None:
+                self.elided.restore_all(inner)  # written out again: every byte back first
             try:
                 raw = inner.as_bytes(policy=policy.compat32)
             except (ValueError, LookupError, UnicodeError):
@@ -306,6 +317,8 @@ class _Walker:
         """winmail.dat: list the files inside, names in the TNEF code page."""
         from tnefparse.tnef import TNEF
 
+        if self.elided is not None:
+            self.elided.restore(part)
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             return
@@ -342,40 +355,3 @@ def _guess_type(name: str) -> str:
     import mimetypes
 
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-# -- payloads -----------------------------------------------------------------------
-
-
-def _store_payload(part: EmailMessage, blobs: BlobStore, out: ParsedMessage) -> tuple[str, int]:
-    """Store a leaf part's decoded bytes; large base64 parts are decoded in
-    chunks so that the decoded copy is never held whole in memory."""
-    encoded = part.get_payload()
-    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if isinstance(encoded, str) and cte == "base64" and len(encoded) > _STREAM_THRESHOLD:
-        part.set_payload("")  # the encoded text is not needed any more: free it
-        return blobs.put_stream(_base64_chunks(encoded, out))
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        payload = b""
-    return blobs.put_bytes(payload), len(payload)
-
-
-def _base64_chunks(encoded: str, out: ParsedMessage) -> Iterator[bytes]:
-    carry = ""
-    for start in range(0, len(encoded), _B64_CHUNK):
-        text = carry + "".join(encoded[start : start + _B64_CHUNK].split())
-        cut = len(text) // 4 * 4
-        carry = text[cut:]
-        if cut:
-            yield _b64decode(text[:cut], out)
-    if carry:
-        yield _b64decode(carry + "=" * (-len(carry) % 4), out)
-
-
-def _b64decode(text: str, out: ParsedMessage) -> bytes:
-    try:
-        return binascii.a2b_base64(text.encode("ascii", "replace"))
-    except binascii.Error as exc:
-        out.problem(f"base64 の一部を復号できませんでした: {exc}")
-        return b""
