@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import tracemalloc
 from email import message_from_bytes
@@ -17,10 +18,12 @@ from email.mime.text import MIMEText
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailintake.blobs import FileBlobs
 from mailintake.mail.decoding import parse_bytes, parse_spooled_message
-from mailintake.mail.elision import ELIDE_AT
+from mailintake.mail.elision import ELIDE_AT, Elided
 
 from .mails import make_message
 
@@ -161,3 +164,25 @@ def test_the_run_ends_where_the_part_ends(tmp_path: Path) -> None:
         from_file, whole = both_ways(tmp_path / str(size), raw)
         assert from_file == whole
         assert whole.attachments[0].sha256 == hashlib.sha256(data).hexdigest()  # type: ignore[attr-defined]
+
+
+_BASE64_LINE = base64.b64encode(bytes(range(57))) + b"\r\n"
+_BLOCKS = st.sampled_from(
+    [b"ordinary text, short line\r\n", b"\r\n", b"--boundary\r\n", _BASE64_LINE, _BASE64_LINE.replace(b"\r\n", b"\n")]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.lists(st.tuples(_BLOCKS, st.integers(1, 12_000)), min_size=1, max_size=6),
+    chunk=st.integers(1000, 300_000),
+    tail=st.sampled_from([b"", b"no newline at the end"]),
+)
+def test_what_the_parser_is_fed_gives_back_the_file_exactly(blocks, chunk: int, tail: bytes) -> None:
+    """Any mix of runs and other lines, cut into chunks anywhere: putting the
+    placeholders back gives the file byte for byte."""
+    data = b"".join(block * count for block, count in blocks) + tail
+    elided = Elided(io.BytesIO(data))
+    fed = b"".join(elided.feed(data[i : i + chunk] for i in range(0, len(data), chunk)))
+    assert "".join(elided.pieces(fed.decode("ascii", "surrogateescape"))).encode("ascii", "surrogateescape") == data
+    assert (elided.count > 0) == (len(fed) < len(data))

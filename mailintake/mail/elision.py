@@ -19,7 +19,12 @@ from typing import BinaryIO
 
 ELIDE_AT = 256 * 1024
 _PIECE = 1 << 20
-_B64_LINE = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}\r?\n")
+_B64_LINE = rb"[A-Za-z0-9+/]{40,}={0,2}\r?\n"
+_RUN = re.compile(rb"(?:" + _B64_LINE + rb")+")
+# Where a run worth looking at starts: sixteen such lines. Searched for
+# after a line break (a literal the engine finds fast), or at the start.
+_RUN_HEAD = re.compile(rb"(?:" + _B64_LINE + rb"){16}")
+_RUN_START = re.compile(rb"\n(?:" + _B64_LINE + rb"){16}")
 
 
 class Elided:
@@ -33,34 +38,43 @@ class Elided:
 
     def feed(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """``chunks`` (the file from its start) with each long base64 run
-        replaced by its placeholder line."""
-        offset = run_start = run_length = 0
+        replaced by its placeholder line. Runs are found by regular
+        expressions over whole chunks, not line by line: ordinary text
+        passes at the speed of a search."""
+        offset = 0  # the file offset of buffer[0]
+        buffer = b""
+        in_run, run_start, run_length = False, 0, 0
         run: list[bytes] = []
-        carry = b""
         for chunk in chunks:
-            lines = (carry + chunk).splitlines(keepends=True)
-            carry = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+            buffer += chunk
+            end = buffer.rfind(b"\n") + 1  # complete lines only
             out: list[bytes] = []
-            for line in lines:
-                if _B64_LINE.fullmatch(line):
-                    if not run_length:
-                        run_start = offset
-                    run_length += len(line)
+            pos = 0
+            while pos < end:
+                if not in_run:
+                    found = _run_start(buffer, pos, end)
+                    if found is None:
+                        out.append(buffer[pos:end])
+                        pos = end
+                        break
+                    out.append(buffer[pos:found])
+                    in_run, run_start, run_length, pos = True, offset + found, 0, found
+                lines = _RUN.match(buffer, pos, end)
+                if lines is not None:
                     if run_length < ELIDE_AT:
-                        run.append(line)
-                    else:
-                        run.clear()
-                elif run_length:
-                    out.append(self._end_run(run, run_start, run_length))
-                    run, run_length = [], 0
-                    out.append(line)
-                else:
-                    out.append(line)
-                offset += len(line)
+                        run.append(buffer[pos : lines.end()])
+                    run_length += lines.end() - pos
+                    pos = lines.end()
+                    if pos == end:
+                        break  # the run may go on in the next chunk
+                out.append(self._end_run(run, run_start, run_length))
+                in_run, run, run_length = False, [], 0
             yield b"".join(out)
-        if run_length:
+            offset += end
+            buffer = buffer[end:]
+        if in_run:
             yield self._end_run(run, run_start, run_length)
-        yield carry
+        yield buffer
 
     def _end_run(self, run: list[bytes], start: int, length: int) -> bytes:
         if length < ELIDE_AT:
@@ -109,3 +123,11 @@ class Elided:
                 # delimiter; so does the text put back.
                 data = data.rstrip(b"\r\n")
             yield data.decode("ascii", "surrogateescape")
+
+
+def _run_start(buffer: bytes, pos: int, end: int) -> int | None:
+    """Where the next run starts at or after ``pos`` (a line start)."""
+    if _RUN_HEAD.match(buffer, pos, end):
+        return pos
+    found = _RUN_START.search(buffer, pos, end)
+    return found.start() + 1 if found else None
