@@ -19,6 +19,14 @@ T = TypeVar("T")
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc), after a burst
+    or a large mail has come and gone; elsewhere nothing happens."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def storage_error(exc: OSError, what: str) -> SpoolError:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..blobs import open_stores
 from ..config import Settings
+from ..fsync import release_free_memory
 from ..leases import RETRY_SECONDS, Lease
 from ..mail.addresses import designated_form
 from ..mail.decoding import parse_spooled_message
@@ -87,6 +88,7 @@ class Ingester:
         self._last_busy = 0.0
         self._addresses_synced_at: float | None = None
         self._purge_lease = Lease(engine, "retention-purge")
+        self._trimmed = True
         self._snapshot: list[str] | None = None
 
     def run(self, should_stop: Callable[[], bool], wait_for_work: Callable[[float], object]) -> None:
@@ -123,7 +125,11 @@ class Ingester:
                 continue
             if done:
                 self._last_busy = time.monotonic()
+                self._trimmed = False
             else:
+                if not self._trimmed:  # the spool is empty again
+                    release_free_memory()
+                    self._trimmed = True
                 self._purge_if_due()
                 # A periodic rescan too: entries may come from another
                 # process (mailintake import) that cannot wake this one.
