@@ -172,10 +172,12 @@ def test_a_purge_waits_for_an_ingester_holding_a_file_and_then_keeps_it(
 def test_a_batch_whose_files_a_purge_removed_meanwhile_is_stored_again_with_them(
     settings: Settings, services: Services, designated: str
 ) -> None:
+    """Only the database store is shared by nodes (the files store's one
+    ingester and its purge hold the same ingest lock)."""
     send_to_spool(
         services, make_message(subject="消された添付", attachments=[("資料.pdf", b"%PDF again", "application/pdf")])
     )
-    ingester = Ingester(settings, services.engine, services.spool)
+    ingester = Ingester(settings.replace(blob_store="database"), services.engine, services.spool)
     pending = services.spool.pending()
     items = ingester._load_and_parse(pending)
     sha = hashlib.sha256(b"%PDF again").hexdigest()
@@ -185,7 +187,7 @@ def test_a_batch_whose_files_a_purge_removed_meanwhile_is_stored_again_with_them
         ingester.ingest_batch(pending)
     assert services.messages.count() == 0 and services.spool.pending() == pending
     assert ingester.ingest_batch(pending) == len(items)
-    assert services.blobs.exists(sha) and services.messages.count() == 1
+    assert ingester.blobs.exists(sha) and services.messages.count() == 1
 
 
 def send_to_spool(services: Services, raw: bytes) -> None:

@@ -498,12 +498,16 @@ def test_a_classification_gives_its_retention_and_a_clerk_of_two_sections_choose
     assert refused.status_code == 400 and "担当課は自分の所属する課から選んでください" in refused.text
 
 
-def test_an_administrator_gives_a_classification_its_code_and_retention(
-    services: Services, service: ServiceThread, browsers: Any
-) -> None:
+@pytest.fixture
+def admin(services: Services, service: ServiceThread, browsers: Any) -> Any:
+    """A system administrator signed in to the running service."""
     add_user(services, "kanri", ["総務課"], role="system_admin")
-    admin = browsers(service.base_url)
-    admin.login("kanri")
+    browser = browsers(service.base_url)
+    browser.login("kanri")
+    return browser
+
+
+def test_an_administrator_gives_a_classification_its_code_and_retention(services: Services, admin: Any) -> None:
     bad = admin.post("/admin/classifications", {"name": "契約", "code": "K-01", "retention": "100年"})
     assert bad.status_code == 400 and "保存期間は" in bad.text
     assert 'value="契約"' in bad.text and 'value="K-01"' in bad.text  # what was typed stays
@@ -604,12 +608,7 @@ def test_the_list_as_it_was_survives_a_registration_and_an_input_error(
     assert '<a href="/messages">« 受信一覧</a>' in form
 
 
-def test_an_administrators_add_form_with_an_error_keeps_what_was_typed(
-    services: Services, service: ServiceThread, browsers: Any
-) -> None:
-    add_user(services, "kanri", ["総務課"], role="system_admin")
-    admin = browsers(service.base_url)
-    admin.login("kanri")
+def test_an_administrators_add_form_with_an_error_keeps_what_was_typed(services: Services, admin: Any) -> None:
     short = admin.post(
         "/admin/users",
         [("username", "yamada"), ("display_name", "山田　花子"), ("password", "short"), ("role", "section_admin"),

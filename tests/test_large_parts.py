@@ -186,3 +186,11 @@ def test_what_the_parser_is_fed_gives_back_the_file_exactly(blocks, chunk: int, 
     fed = b"".join(elided.feed(data[i : i + chunk] for i in range(0, len(data), chunk)))
     assert "".join(elided.pieces(fed.decode("ascii", "surrogateescape"))).encode("ascii", "surrogateescape") == data
     assert (elided.count > 0) == (len(fed) < len(data))
+
+
+def test_a_run_across_many_chunks_reaches_the_parser_as_one_line(tmp_path: Path) -> None:
+    data = b"header: x\r\n\r\n" + _BASE64_LINE * 5000 + b"--boundary--\r\n"
+    elided = Elided(io.BytesIO(data))
+    fed = b"".join(elided.feed(data[i : i + 7000] for i in range(0, len(data), 7000)))
+    assert elided.count == 1 and fed.count(b"\n") == 4 and len(fed) < 200
+    assert "".join(elided.pieces(fed.decode("ascii", "surrogateescape"))).encode("ascii", "surrogateescape") == data

@@ -14,7 +14,6 @@ import os
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import Connection
 
@@ -22,25 +21,51 @@ from ..fsync import flush_filesystem, read_exactly
 from .common import CHUNK, check_sha256
 
 
-class FileBlobs:
+class _FileStore:
+    """A folder of files named by sha256, below two-digit subfolders."""
+
     kind = "files"
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path_for(self, sha256: str) -> Path:
+        raise NotImplementedError
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).exists()
+
+    def flush(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        flush_filesystem(self.root)
+
+    def lock(self, conn: Connection, shas: Collection[str], exclusive: bool = False) -> set[str]:
+        """One node, whose ingester and purge both hold the ingest lock:
+        nothing can remove a file meanwhile, so nothing to lock or look at."""
+        return set(shas)
+
+    def remove(self, shas: Collection[str], conn: Connection | None = None) -> int:
+        removed = 0
+        for sha256 in shas:
+            try:
+                self.path_for(sha256).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+class FileBlobs(_FileStore):
+    def path_for(self, sha256: str) -> Path:
         return self.root / check_sha256(sha256)[:2] / sha256
 
     def local_path(self, sha256: str) -> Path | None:
         return self.path_for(sha256)
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).exists()
-
     def put_bytes(self, data: bytes) -> str:
         """Store ``data``; returns its sha256."""
         sha256 = hashlib.sha256(data).hexdigest()
-        self._put(sha256, lambda fh: fh.write(data))
+        _write_once(self.path_for(sha256), lambda tmp: _write_all(tmp, [data]))
         return sha256
 
     def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -64,28 +89,13 @@ class FileBlobs:
                 tmp.unlink()
         return sha256, size
 
-    def _put(self, sha256: str, write: Callable[[BinaryIO], object]) -> None:
-        _write_once(self.path_for(sha256), lambda tmp: _write_file(tmp, write))
-
-    def flush(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        flush_filesystem(self.root)
-
     def chunks(self, sha256: str) -> Iterator[bytes]:
         with open(self.path_for(sha256), "rb") as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
 
-    def lock(self, conn: Connection, shas: Collection[str], exclusive: bool = False) -> set[str]:
-        """One node, whose ingester and purge hold the ingest lock: no
-        locking needed; the files that exist."""
-        return {s for s in shas if self.exists(s)}
 
-    def remove(self, shas: Collection[str], conn: Connection | None = None) -> int:
-        return _unlink_all(self.path_for(s) for s in shas)
-
-
-class FileOriginals:
+class FileOriginals(_FileStore):
     """Original messages, by the sha256 of their bytes.
 
     An original is the spool file itself, hard-linked here: the message is
@@ -95,16 +105,8 @@ class FileOriginals:
     When the spool is on another filesystem the message bytes are copied.
     """
 
-    kind = "files"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
     def path_for(self, sha256: str) -> Path:
         return self.root / check_sha256(sha256)[:2] / f"{sha256}.msg"
-
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).exists()
 
     def keep(self, source: Path, size: int, sha256: str) -> None:
         """Keep the first ``size`` bytes of ``source`` (already verified)."""
@@ -114,31 +116,17 @@ class FileOriginals:
                 os.link(source, tmp)
             except OSError:
                 with open(source, "rb") as src:
-                    self._copy(tmp, read_exactly(src, size, CHUNK))
+                    _write_all(tmp, read_exactly(src, size, CHUNK))
 
         _write_once(self.path_for(sha256), link_or_copy)
 
     def keep_chunks(self, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
         """Keep a message given as its bytes (moving from another store)."""
-        _write_once(self.path_for(sha256), lambda tmp: self._copy(tmp, chunks))
-
-    @staticmethod
-    def _copy(tmp: Path, chunks: Iterable[bytes]) -> None:
-        _write_file(tmp, lambda fh: [fh.write(chunk) for chunk in chunks])
+        _write_once(self.path_for(sha256), lambda tmp: _write_all(tmp, chunks))
 
     def chunks(self, sha256: str, size: int) -> Iterator[bytes]:
         with open(self.path_for(sha256), "rb") as fh:
             yield from read_exactly(fh, size, CHUNK)
-
-    def flush(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        flush_filesystem(self.root)
-
-    def lock(self, conn: Connection, shas: Collection[str], exclusive: bool = False) -> set[str]:
-        return {s for s in shas if self.exists(s)}
-
-    def remove(self, shas: Collection[str], conn: Connection | None = None) -> int:
-        return _unlink_all(self.path_for(s) for s in shas)
 
 
 def _write_once(final: Path, write: Callable[[Path], None]) -> None:
@@ -156,17 +144,7 @@ def _write_once(final: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
-def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    with open(path, "xb") as fh:
-        write(fh)
-
-
-def _unlink_all(paths: Iterable[Path]) -> int:
-    removed = 0
-    for path in paths:
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+def _write_all(path: Path, chunks: Iterable[bytes]) -> None:
+    with open(path, "xb") as fh:  # a new name: never through a planted link
+        for chunk in chunks:
+            fh.write(chunk)

@@ -32,8 +32,7 @@ def store_payload(
     from the file when the parser never saw them)."""
     encoded = part.get_payload()
     cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    held = elided.held(part) if elided is not None else None
-    if held is not None and elided is not None:
+    if elided is not None and (held := elided.held(part)) is not None:
         if cte == "base64":
             return blobs.put_stream(_base64_chunks(elided.pieces(held), out))
         elided.restore(part)  # base64-looking lines that are not base64: as they are

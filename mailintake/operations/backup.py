@@ -84,9 +84,9 @@ def restore(services: Services, source: Path) -> BackupResult:
         files = _copy_tree(source / "originals", settings.originals_dir)
         files += _copy_tree(source / "blobs", settings.blob_dir)
         rows = _load_database(engine, source / "database")
-        # A backup of the database store: its files came as rows.
-        in_rows = (DatabaseBlobs(engine), DatabaseOriginals(engine))
-        files += blob_moving.move(engine, in_rows, configured, remove_source=True).copied
+        if rows.get("stored_files"):  # a backup of the database store: its files came as rows
+            in_rows = (DatabaseBlobs(engine), DatabaseOriginals(engine))
+            files += blob_moving.move(engine, in_rows, configured, remove_source=True).copied
     else:
         rows = _load_database(engine, source / "database")
         in_folders = (FileBlobs(source / "blobs"), FileOriginals(source / "originals"))
