@@ -25,3 +25,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.filelink
 	$(BIN)/python -m bench.handoff
 	$(BIN)/python -m bench.web_load
+	$(BIN)/python -m bench.two_nodes
