@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -114,7 +115,19 @@ class Message(Base):
         UniqueConstraint("address_id", "raw_sha256", name="uq_messages_address_raw"),
         Index("ix_messages_address_received", "address_id", "received_at", "id"),
         Index("ix_messages_received", "received_at", "id"),
-        Index("ix_messages_address_status_received", "address_id", "status", "received_at", "id"),
+        # Mail only, not the MTA probe's: the list's status counts then read
+        # this index alone (an index-only scan), never the table. probe_id is
+        # always NULL here; SQLite 3.40 needs it in the index all the same.
+        Index(
+            "ix_messages_address_status_received",
+            "address_id",
+            "status",
+            "received_at",
+            "id",
+            "probe_id",
+            postgresql_where=text("probe_id IS NULL"),
+            sqlite_where=text("probe_id IS NULL"),
+        ),
         # The retention purge: unregistered mail older than a cut-off, any address.
         Index("ix_messages_status_received", "status", "received_at"),
     )

@@ -148,8 +148,13 @@ def address_sections(engine: Engine) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in conn.execute(text(query))]
 
 
-def snapshot(engine: Engine, queries: list[str], columns: dict[str, list[str]]) -> dict[str, Any]:
-    """Every row of every table (in ``columns``), the search results and the counters."""
+def snapshot(
+    engine: Engine, queries: list[str], columns: dict[str, list[str]], as_before_0013: bool = False
+) -> dict[str, Any]:
+    """Every row of every table (in ``columns``), the search results and the
+    counters. ``as_before_0013``: one-character searches as the previous
+    release made them on PostgreSQL (every lexeme starting with the
+    character), to compare with the service's search after the upgrade."""
     out: dict[str, Any] = {}
     with engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
@@ -162,6 +167,11 @@ def snapshot(engine: Engine, queries: list[str], columns: dict[str, list[str]]) 
         for query in queries:
             condition = search.condition(conn, query)
             assert condition is not None
+            if as_before_0013 and len(query) == 1 and conn.dialect.name == "postgresql":
+                condition = text(
+                    "messages.id IN (SELECT message_id FROM message_search"
+                    " WHERE terms @@ to_tsquery('simple', :prefix))"
+                ).bindparams(prefix=f"{search.normalize(query)}:*")
             out[f"search {query}"] = list(conn.scalars(select(Message.id).where(condition).order_by(Message.id)))
         out["watermark"] = search.watermark(conn)
     return out
@@ -182,7 +192,9 @@ def search_words(engine: Engine) -> list[str]:
         subjects = [s.strip() for s in conn.scalars(select(Message.subject))]
     # Two searchable characters each (a word such as "(a" has only one).
     words = sorted({s[:2] for s in subjects if len(s) >= 2 and s[0].isalnum() and s[1].isalnum()})[:6] + ["会議"]
-    return words
+    # One character inside a word (0013: each character a lexeme of its own).
+    inside = sorted({s[1] for s in subjects if len(s) >= 3 and s[1].isalnum() and s[2].isalnum()})[:4]
+    return words + inside + ["議"]
 
 
 class TestUpgradeFromThePreviousRelease:
@@ -201,7 +213,7 @@ class TestUpgradeFromThePreviousRelease:
         assert schema.status(engine).state is schema.State.UNVERSIONED
         words = search_words(engine)
         columns = columns_of(engine)
-        before = snapshot(engine, words, columns)
+        before = snapshot(engine, words, columns, as_before_0013=True)
         sections_before = address_sections(engine)
         assert ("zaisei@city.example.jp", "財政課") in sections_before
         assert any(before[f"search {w}"] for w in words)

@@ -65,6 +65,15 @@ class TestJapaneseSearch:
         assert found(services, clerk, "件") == {corpus["kana"]}
         assert found(services, clerk, "髙") == {corpus["sender"]}
 
+    def test_a_one_character_query_finds_the_character_anywhere_in_a_word(
+        self, services: Services, clerk: UserInfo, corpus: dict[str, int]
+    ) -> None:
+        assert found(services, clerk, "議") == {corpus["meeting"]}  # inside 会議資料
+        # 送付 (last of a run), 添付のみ and 受付期間 (inside)
+        assert found(services, clerk, "付") == {corpus["meeting"], corpus["file"], corpus["wave"]}
+        assert found(services, clerk, "受") == {corpus["wave"]}  # first of a run
+        assert found(services, clerk, "ｶ") == {corpus["kana"]}  # half-width, as カ
+
     def test_both_wave_dash_forms_match(self, services: Services, clerk: UserInfo, corpus: dict[str, int]) -> None:
         assert found(services, clerk, "1日〜4月") == {corpus["wave"]}
         assert found(services, clerk, "1日～4月") == {corpus["wave"]}

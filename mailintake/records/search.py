@@ -10,8 +10,12 @@ finds カタカナ and 〜 finds ～.
 
 SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
 (FTS5's own trigram tokenizer needs three characters, and SQLite 3.40's LIKE
-on it is broken). PostgreSQL: a ``tsvector`` column with a GIN index in the
-'simple' configuration (pg_trgm cannot index two-character words), and,
+on it is broken); a one-character query is a prefix query. PostgreSQL: a
+``tsvector`` column with a GIN index in the 'simple' configuration (pg_trgm
+cannot index two-character words); each character of the text is also a
+lexeme of its own, without a position, so a one-character query is one
+exact lexeme (a prefix query gathers every bigram that starts with the
+character before it can stop early) and phrases never match it; and,
 beside it a GIN index over the terms and each mail's received time
 (btree_gin, a trusted extension that ships with PostgreSQL): a list page
 looks for matches in the newest week, then fortnight, month… until the page
@@ -64,6 +68,12 @@ def index_terms(parts: Iterable[str]) -> str:
             terms.extend(run[i : i + 2] for i in range(len(run) - 1))
             terms.append(run[-1])
     return " ".join(terms)
+
+
+def index_characters(terms: str) -> list[str]:
+    """The searchable characters of ``terms``, each once: PostgreSQL's
+    lexemes for one-character queries."""
+    return sorted({ch for ch in terms if ch.isalnum()})
 
 
 def query_runs(query: str) -> list[list[str]]:
@@ -143,9 +153,10 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
             conn.execute(
                 text(
                     "INSERT INTO message_search(message_id, terms, received_at, address_id)"
-                    " VALUES (:id, to_tsvector('simple', :terms), :received_at, :address_id)"
+                    " VALUES (:id, to_tsvector('simple', :terms) || array_to_tsvector(CAST(:chars AS text[])),"
+                    " :received_at, :address_id)"
                 ),
-                values,
+                [{**v, "chars": index_characters(v["terms"])} for v in values],
             )
         new_mark = max(mark, max(row.id for row in rows))
         updated = conn.execute(text("UPDATE search_state SET last_message_id = :m WHERE id = 1"), {"m": new_mark})
@@ -226,16 +237,17 @@ def _tsquery(runs: list[list[str]]) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     for i, run in enumerate(runs):
         if len(run) == 1 and len(run[0]) == 1:
-            parts.append(f"to_tsquery('simple', :tsq{i})")
-            params[f"tsq{i}"] = _tsquery_prefix(run[0])
+            # A literal, not parsed: the character lexemes were stored as given.
+            parts.append(f"CAST(:tsq{i} AS tsquery)")
+            params[f"tsq{i}"] = _tsquery_lexeme(run[0])
         else:
             parts.append(f"phraseto_tsquery('simple', :tsq{i})")
             params[f"tsq{i}"] = " ".join(run)
     return " && ".join(parts), params
 
 
-def _tsquery_prefix(char: str) -> str:
-    return "'" + char.replace("'", "''").replace("\\", "\\\\") + "':*"
+def _tsquery_lexeme(char: str) -> str:
+    return "'" + char.replace("'", "''").replace("\\", "\\\\") + "'"
 
 
 def _fts5_term(run: list[str]) -> str:
