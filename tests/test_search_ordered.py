@@ -84,6 +84,14 @@ def test_the_ordered_index_is_used_and_shows_what_gin_shows(corpus: Services, mo
         for who in (sato, admin):
             assert every_page(ordered, who, wanted) == every_page(gin, who, wanted), (wanted, who.username)
             assert ordered.counts(who, wanted) == gin.counts(who, wanted), (wanted, who.username)
+            # The list's first page taken out of the counts' search: all
+            # matches read, or only the newest (a cap of 30, fewer than many
+            # a word has), which may not hold the page of a status.
+            for cap in (1000, 30):
+                first, counts = ordered.page_with_counts(who, wanted, cap)
+                assert first == gin.page(who, wanted), (wanted, cap)
+                # (Past a cap the counts are lower bounds: the GIN path's differ.)
+                assert counts == ordered.counts(who, wanted, cap), (wanted, cap)
     assert used, "the time index was not used"
     assert len(set(used)) > 3, "no search needed wider spans"
 
@@ -93,3 +101,12 @@ def test_mail_the_indexer_has_not_reached_is_found_too(corpus: Services) -> None
     fresh = stored_message(corpus, "soumu@city.example.jp", subject="会議の直前の連絡")
     page = Inbox(corpus.engine).page(corpus.accounts.by_username("sato"), InboxFilter(q="会議", limit=5))
     assert page.rows[0].id == fresh
+
+
+@pytest.mark.postgresql
+def test_a_search_page_and_its_counts_look_the_words_up_once(corpus: Services, monkeypatch: Any) -> None:
+    inbox = Inbox(corpus.engine)
+    monkeypatch.setattr(inbox, "page", lambda *a, **k: pytest.fail("the words were looked up again for the page"))
+    page, counts = inbox.page_with_counts(corpus.accounts.by_username("sato"), InboxFilter(q="会議", limit=25))
+    assert len(page.rows) == 25 and page.next_cursor
+    assert counts.of("new") > 25 and not counts.at_least

@@ -184,8 +184,7 @@ class WebUI:
             [(k, v) for k, v in request.query_params.multi_items() if k not in ("open", "notice")]
         )
         pane = self._opened(request, list_url)  # first: opening marks it read in the list too
-        result = self.services.inbox.page(user, wanted)
-        counts = self.services.inbox.counts(user, wanted)
+        result, counts = self.services.inbox.page_with_counts(user, wanted)
         found = min(counts.of(wanted.status), COUNT_CAP) if wanted.q else None
         params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "open", "notice")}
         today = dt.datetime.now(jpdates.JST).date()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, Select, and_, exists, func, literal, or_, select
@@ -72,10 +73,28 @@ class Inbox:
                 stmt = _summaries(scope).limit(wanted.limit + 1)
                 stmt = _in_addresses(stmt, scope, address_ids, wanted)
                 listed = list(session.execute(_ordered_after(_filtered(session, stmt, wanted), wanted)).all())
-            rows = [InboxRow(*row) for row in listed]  # type: ignore[call-arg]
-            page = _with_reply_dues(session, rows[: wanted.limit])
-        next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > wanted.limit else None
-        return InboxPage(page, next_cursor)
+            return _page_of(session, listed, wanted.limit)
+
+    def page_with_counts(
+        self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP
+    ) -> tuple[InboxPage, StatusCounts]:
+        """The list page and the counts beside it. A search's first page,
+        newest first, is taken from the counts' own search (its newest
+        ``cap`` + 1 matches of every status) whenever those hold the page:
+        the words are looked up once, not twice."""
+        if wanted.q and not wanted.cursor:
+            scope = who if isinstance(who, Scope) else Scope.of(who)
+            any_status = dataclasses.replace(wanted, status=None)
+            with Session(self.engine) as session:
+                address_ids = self._address_ids(session, scope, wanted)
+                newest = self._newest_matching(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
+                if newest is not None:
+                    chosen = [row for row in newest if wanted.status is None or row.status == wanted.status]
+                    # Past the cap, rows of this status may lie beyond what was read.
+                    if len(chosen) > wanted.limit or len(newest) <= cap:
+                        page = _page_of(session, chosen[: wanted.limit + 1], wanted.limit)
+                        return page, _search_counts(Counter(str(row.status) for row in newest), cap)
+        return self.page(who, wanted), self.counts(who, wanted, cap)
 
     def counts(self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP) -> StatusCounts:
         """How many mails each status holds under the other filters. Without
@@ -97,14 +116,10 @@ class Inbox:
                 statuses = _summaries(scope).with_only_columns(Message.status)
                 newest = self._newest_matching(session, statuses, scope, address_ids, any_status, cap + 1)
                 if newest is not None:
-                    rows = dict(Counter(str(status) for (status,) in newest))
-                else:
-                    found = matching(None, cap + 1)
-                    grouped = session.execute(select(found.c.status, func.count()).group_by(found.c.status))
-                    rows = {str(status): int(n) for status, n in grouped}
-                counts = {status: int(rows.get(status, 0)) for status in STATUS_LABELS}
-                # Past the cap every count is only a lower bound.
-                return StatusCounts(counts, frozenset(counts) if sum(counts.values()) > cap else frozenset())
+                    return _search_counts(Counter(str(status) for (status,) in newest), cap)
+                found = matching(None, cap + 1)
+                grouped = session.execute(select(found.c.status, func.count()).group_by(found.c.status))
+                return _search_counts({str(status): int(n) for status, n in grouped}, cap)
             counts = {
                 status: int(session.scalar(select(func.count()).select_from(matching(status, cap + 1))) or 0)
                 for status in STATUS_LABELS
@@ -245,6 +260,22 @@ def _with_reply_dues(session: Session, rows: list[InboxRow]) -> list[InboxRow]:
         ).all()
     )
     return [dataclasses.replace(row, reply_due=dues.get(row.id)) for row in rows]
+
+
+def _page_of(session: Session, listed: list[Any], limit: int) -> InboxPage:
+    """A page of ``limit`` rows out of ``limit`` + 1 read (the extra one
+    says there is a next page)."""
+    rows = [InboxRow(*row) for row in listed]  # type: ignore[call-arg]
+    page = _with_reply_dues(session, rows[:limit])
+    next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
+    return InboxPage(page, next_cursor)
+
+
+def _search_counts(found: Mapping[str, int], cap: int) -> StatusCounts:
+    """The counts of a search's matches per status (at most ``cap`` + 1 read)."""
+    counts = {status: found.get(status, 0) for status in STATUS_LABELS}
+    # Past the cap every count is only a lower bound.
+    return StatusCounts(counts, frozenset(counts) if sum(counts.values()) > cap else frozenset())
 
 
 def _summaries(scope: Scope) -> Select[*tuple[Any, ...]]:
