@@ -70,12 +70,6 @@ def index_terms(parts: Iterable[str]) -> str:
     return " ".join(terms)
 
 
-def index_characters(terms: str) -> list[str]:
-    """The searchable characters of ``terms``, each once: PostgreSQL's
-    lexemes for one-character queries."""
-    return sorted({ch for ch in terms if ch.isalnum()})
-
-
 def query_runs(query: str) -> list[list[str]]:
     """Per space-separated word: its bigrams (or the single character),
     without terms of punctuation only, which neither engine indexes."""
@@ -89,6 +83,14 @@ def query_runs(query: str) -> list[list[str]]:
 
 
 # -- schema: created by the migrations (mailintake/migrations) ---------------------
+
+
+# PostgreSQL: the lexemes of ``v`` and each character as a lexeme without a
+# position. Every bigram begins with a character of the text and the last
+# one of a run stands alone, so their first characters are the text's.
+WITH_CHARACTERS = (
+    "v || array_to_tsvector(ARRAY(SELECT DISTINCT left(lexeme, 1) FROM unnest(v) WHERE positions IS NOT NULL))"
+)
 
 
 def _indexed_column(dialect: str) -> str:
@@ -153,10 +155,10 @@ def index_pending(engine: Engine, batch: int = BATCH) -> int:
             conn.execute(
                 text(
                     "INSERT INTO message_search(message_id, terms, received_at, address_id)"
-                    " VALUES (:id, to_tsvector('simple', :terms) || array_to_tsvector(CAST(:chars AS text[])),"
-                    " :received_at, :address_id)"
+                    f" SELECT :id, {WITH_CHARACTERS}, :received_at, :address_id"
+                    " FROM to_tsvector('simple', :terms) AS v"
                 ),
-                [{**v, "chars": index_characters(v["terms"])} for v in values],
+                values,
             )
         new_mark = max(mark, max(row.id for row in rows))
         updated = conn.execute(text("UPDATE search_state SET last_message_id = :m WHERE id = 1"), {"m": new_mark})
