@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
@@ -23,6 +24,14 @@ def make_engine(settings: Settings) -> Engine:
     # More connections than the web process has page threads (WEB_THREADS),
     # leaving room for the pusher and the leases' own sessions.
     return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=12)
+
+
+def insert_unless_present(dialect: str, table: Any) -> Any:
+    """``INSERT`` of ``dialect`` (postgresql or sqlite), which has
+    ``on_conflict_do_nothing``. Its module is imported here, when first
+    used: the other database's would cost every process about 2 MB."""
+    module = importlib.import_module(f"sqlalchemy.dialects.{'postgresql' if dialect == 'postgresql' else 'sqlite'}")
+    return module.insert(table)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -37,6 +37,13 @@ def test_the_ingest_worker_loads_no_web_accounts_or_registry_code() -> None:
         assert unwanted not in loaded, unwanted
 
 
+def test_postgresql_s_dialect_is_loaded_only_by_a_process_that_connects_to_postgresql() -> None:
+    """Its modules cost each process about 2 MB: an installation on SQLite
+    (and every process before it connects) goes without them."""
+    loaded = modules_loaded_by("mailintake.server", "mailintake.cli", "mailintake.intake.ingest")
+    assert "sqlalchemy.dialects.postgresql" not in loaded
+
+
 def test_the_linkage_engine_imports_nothing_of_mailintake() -> None:
     loaded = modules_loaded_by("filelink.cli", "filelink.engine", "filelink.watch")
     assert not [name for name in loaded if name == "mailintake" or name.startswith("mailintake.")]

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from ..db import insert_unless_present
 from ..fsync import read_exactly
 from ..models import StoredChunk, StoredFile
 from .common import CHUNK, check_sha256
@@ -132,8 +132,7 @@ class _DatabaseFiles:
     def _claim(self, conn: Connection, sha256: str, size: int, count: int) -> bool:
         """Insert the file's row unless it exists; whether this call did."""
         values = {"kind": self.file_kind, "sha256": sha256, "size": size, "chunks": count}
-        dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(StoredFile).values(**values).on_conflict_do_nothing()
+        statement = insert_unless_present(conn.dialect.name, StoredFile).values(**values).on_conflict_do_nothing()
         # RETURNING, not rowcount: the driver reports -1 for a skipped row.
         return conn.execute(statement.returning(StoredFile.sha256)).first() is not None
 

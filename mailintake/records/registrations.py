@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .. import jpdates
+from ..db import insert_unless_present
 from ..errors import BadRequest, ConfigError
 from ..models import Message, ReceiptCounter, Registration, RegistrationStatus, Section
 from ..people.accounts import UserInfo
@@ -126,10 +126,8 @@ def next_number(session: Session, symbol: str, fiscal_year: int) -> int:
     """The next 収受番号 of a 文書記号 and year, taken in the caller's
     transaction: the counter row queues concurrent registrations and a
     rollback returns the number."""
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert_fn(ReceiptCounter)
+        insert_unless_present(session.get_bind().dialect.name, ReceiptCounter)
         .values(symbol=symbol, fiscal_year=fiscal_year, last_number=0)
         .on_conflict_do_nothing(index_elements=["symbol", "fiscal_year"])
     )
