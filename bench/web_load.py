@@ -12,7 +12,13 @@ same load). Reported per request kind: p50/p95/p99 in ms and as ratios to
 afterwards the 収受番号 of every section and fiscal year must run 1…n
 without a gap, and every mail sent must have been stored.
 
+The service runs as deployed (``deploy/systemd``): ``mailintake smtp`` and
+``mailintake web`` as two processes, or with ``--layout serve`` as one
+``mailintake serve`` (the relay's event loop then shares the GIL with the
+page threads).
+
     python -m bench.web_load [--count 1000000] [--database sqlite|postgresql|both] [--seconds 60]
+                             [--layout units|serve]
 """
 
 from __future__ import annotations
@@ -62,18 +68,26 @@ def send_steadily(port: int, stop: threading.Event, sent: list[int]) -> None:
             sent.append(section)
 
 
-def run_one(database: str, count: int, seconds: int) -> dict[str, Any]:
+def start_service(
+    layout: str, data_dir: Path, url: str, http_port: int, smtp_port: int
+) -> list[subprocess.Popen[bytes]]:
+    env = dict(os.environ, MAILINTAKE_DATABASE_URL=url, MAILINTAKE_LOG_LEVEL="WARNING")
+    ports = {"serve": ["--http-port", str(http_port), "--smtp-port", str(smtp_port)],
+             "web": ["--http-port", str(http_port)], "smtp": ["--smtp-port", str(smtp_port)]}  # fmt: skip
+    commands = ["serve"] if layout == "serve" else ["smtp", "web"]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "mailintake", command, "--data-dir", str(data_dir), *ports[command]], env=env
+        )
+        for command in commands
+    ]
+
+
+def run_one(database: str, count: int, seconds: int, layout: str = "units") -> dict[str, Any]:
     with prepared(database, count) as (data_dir, url, timings):
         add_users(data_dir, url, {f"clerk{i:02d}": [f"第{i % CLERK_SECTIONS:02d}課"] for i in range(CLERKS)})
         http_port, smtp_port = free_port(), free_port()
-        env = dict(os.environ, MAILINTAKE_DATABASE_URL=url, MAILINTAKE_LOG_LEVEL="WARNING")
-        server = subprocess.Popen(
-            [
-                sys.executable, "-m", "mailintake", "serve", "--data-dir", str(data_dir),
-                "--http-port", str(http_port), "--smtp-port", str(smtp_port),
-            ],
-            env=env,
-        )  # fmt: skip
+        servers = start_service(layout, data_dir, url, http_port, smtp_port)
         try:
             wait_port(http_port)
             wait_port(smtp_port)
@@ -94,14 +108,18 @@ def run_one(database: str, count: int, seconds: int) -> dict[str, Any]:
                 stats = read_stats(Path(f"{tmp}/load_stats.csv"))
             stop.set()
             sender.join(30)
-            result: dict[str, Any] = {"database": database, "messages": count, "clerks": CLERKS, **timings}
+            result: dict[str, Any] = {
+                "database": database, "layout": layout, "messages": count, "clerks": CLERKS, **timings,
+            }  # fmt: skip
             result.update(summarise(stats))
             result["mail_sent_during_load"] = len(sent)
             result.update(check_afterwards(url, count, len(sent)))
             return result
         finally:
-            server.terminate()
-            server.wait(60)
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(60)
 
 
 def read_stats(path: Path) -> dict[str, dict[str, str]]:
@@ -155,11 +173,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--layout", choices=("units", "serve"), default="units")
     args = parser.parse_args()
     databases = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
     for database in databases:
         print(f"{database}: {args.count:,} messages, {CLERKS} clerks", file=sys.stderr)
-        print(json.dumps(run_one(database, args.count, args.seconds), ensure_ascii=False), flush=True)
+        result = run_one(database, args.count, args.seconds, args.layout)
+        print(json.dumps(result, ensure_ascii=False), flush=True)
 
 
 if __name__ == "__main__":
