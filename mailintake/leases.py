@@ -53,13 +53,15 @@ class Lease:
                 return True
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             key = lease_key(self.name, str(connection.scalar(text("SELECT current_schema()"))))
+            # Named after its holder, before it holds: pg_stat_activity tells
+            # which node runs what, and never shows the lock unnamed.
+            holder = f"mailintake {self.name} {socket.gethostname()[:30]} {os.getpid()}"
+            connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": holder})
             if connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
-                # Named after its holder: pg_stat_activity tells which node runs what.
-                holder = f"mailintake {self.name} {socket.gethostname()[:30]} {os.getpid()}"
-                connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": holder})
                 self._connection = connection
                 log.info("this node now runs %s", self.name)
                 return True
+            connection.execute(text("RESET application_name"))  # back to the pool as any connection
             connection.close()
             return False
         except SQLAlchemyError as exc:

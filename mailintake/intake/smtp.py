@@ -28,7 +28,6 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from ..config import Settings
 from ..errors import ConfigError, SpoolError
-from ..fsync import release_free_memory
 from .addresses import AddressBook
 from .counters import RelayMetrics
 from .spool import Envelope, Spool, SpooledMessage
@@ -53,8 +52,6 @@ class ConnectionGate:
         self.metrics = metrics
         self.closing = False
         self.sessions: set[IntakeSMTP] = set()
-        # Whether a session was let in since the relay last went quiet.
-        self.served = False
 
     @property
     def active(self) -> int:
@@ -160,7 +157,6 @@ class IntakeSMTP(SMTP):
                 transport.close()
                 return
             self._gate.sessions.add(self)
-            self._gate.served = True
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -346,18 +342,13 @@ class SmtpRelay:
         self._server = await loop.create_server(
             self._protocol, host=self.settings.smtp_host, port=self.settings.smtp_port, reuse_address=True
         )
-        self._publisher = asyncio.create_task(self._every_second())
+        self._publisher = asyncio.create_task(self._publish_metrics())
 
-    async def _every_second(self) -> None:
+    async def _publish_metrics(self) -> None:
+        # Counters are rate-limited when they change; this writes the last ones.
         while True:
             await asyncio.sleep(1.0)
-            # Counters are rate-limited when they change; this writes the last ones.
             self.metrics.publish()
-            if self.gate.served and not self.gate.sessions:
-                # A burst has ended: the heap its sessions grew goes back to
-                # the system (glibc keeps freed pages otherwise).
-                self.gate.served = False
-                release_free_memory()
 
     @property
     def port(self) -> int:
