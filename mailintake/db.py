@@ -26,12 +26,13 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=12)
 
 
-def insert_unless_present(dialect: str, table: Any) -> Any:
-    """``INSERT`` of ``dialect`` (postgresql or sqlite), which has
-    ``on_conflict_do_nothing``. Its module is imported here, when first
-    used: the other database's would cost every process about 2 MB."""
+def insert_unless_present(dialect: str, table: Any, values: dict[str, Any], conflict: list[str] | None = None) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` of ``values`` for ``dialect``
+    (postgresql or sqlite); ``conflict``: the unique columns, when not the
+    primary key. The dialect's module is imported here, when first used: the
+    other database's would cost every process about 2 MB."""
     module = importlib.import_module(f"sqlalchemy.dialects.{'postgresql' if dialect == 'postgresql' else 'sqlite'}")
-    return module.insert(table)
+    return module.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

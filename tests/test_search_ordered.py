@@ -110,3 +110,19 @@ def test_a_search_page_and_its_counts_look_the_words_up_once(corpus: Services, m
     page, counts = inbox.page_with_counts(corpus.accounts.by_username("sato"), InboxFilter(q="会議", limit=25))
     assert len(page.rows) == 25 and page.next_cursor
     assert counts.of("new") > 25 and not counts.at_least
+
+
+@pytest.mark.postgresql
+def test_a_page_the_counts_search_does_not_hold_is_looked_up_but_the_counts_are_not(
+    corpus: Services, monkeypatch: Any
+) -> None:
+    """Past a small cap the newest matches of every status hold too few
+    registered ones: the page is searched for, the counts come from the first search."""
+    sato = corpus.accounts.by_username("sato")
+    wanted = InboxFilter(q="会議", status="registered", limit=10)
+    inbox = Inbox(corpus.engine)
+    expected = Inbox(corpus.engine, ordered_search=False).page(sato, wanted)
+    monkeypatch.setattr(inbox, "counts", lambda *a, **k: pytest.fail("the words were looked up again for the counts"))
+    page, counts = inbox.page_with_counts(sato, wanted, cap=12)
+    assert page == expected and len(page.rows) == 10
+    assert counts.at_least and sum(counts.by_status.values()) == 13

@@ -132,7 +132,7 @@ class _DatabaseFiles:
     def _claim(self, conn: Connection, sha256: str, size: int, count: int) -> bool:
         """Insert the file's row unless it exists; whether this call did."""
         values = {"kind": self.file_kind, "sha256": sha256, "size": size, "chunks": count}
-        statement = insert_unless_present(conn.dialect.name, StoredFile).values(**values).on_conflict_do_nothing()
+        statement = insert_unless_present(conn.dialect.name, StoredFile, values)
         # RETURNING, not rowcount: the driver reports -1 for a skipped row.
         return conn.execute(statement.returning(StoredFile.sha256)).first() is not None
 

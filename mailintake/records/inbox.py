@@ -89,11 +89,12 @@ class Inbox:
                 address_ids = self._address_ids(session, scope, wanted)
                 newest = self._newest_matching(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
                 if newest is not None:
+                    counts = _search_counts(Counter(str(row.status) for row in newest), cap)
                     chosen = [row for row in newest if wanted.status is None or row.status == wanted.status]
                     # Past the cap, rows of this status may lie beyond what was read.
                     if len(chosen) > wanted.limit or len(newest) <= cap:
-                        page = _page_of(session, chosen[: wanted.limit + 1], wanted.limit)
-                        return page, _search_counts(Counter(str(row.status) for row in newest), cap)
+                        return _page_of(session, chosen[: wanted.limit + 1], wanted.limit), counts
+                    return self.page(who, wanted), counts
         return self.page(who, wanted), self.counts(who, wanted, cap)
 
     def counts(self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP) -> StatusCounts:

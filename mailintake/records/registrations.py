@@ -127,9 +127,12 @@ def next_number(session: Session, symbol: str, fiscal_year: int) -> int:
     transaction: the counter row queues concurrent registrations and a
     rollback returns the number."""
     session.execute(
-        insert_unless_present(session.get_bind().dialect.name, ReceiptCounter)
-        .values(symbol=symbol, fiscal_year=fiscal_year, last_number=0)
-        .on_conflict_do_nothing(index_elements=["symbol", "fiscal_year"])
+        insert_unless_present(
+            session.get_bind().dialect.name,
+            ReceiptCounter,
+            {"symbol": symbol, "fiscal_year": fiscal_year, "last_number": 0},
+            conflict=["symbol", "fiscal_year"],
+        )
     )
     number = session.scalar(
         update(ReceiptCounter)
