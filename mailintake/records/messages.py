@@ -102,14 +102,19 @@ def _detail(message: Message) -> dict[str, Any]:
         "has_html": message.html_body is not None,
         "raw_size": message.raw_size,
         "raw_sha256": message.raw_sha256,
-        "attachments": [_attachment(a, message.attachments) for a in message.attachments],
+        "attachments": _attachments(message.attachments),
         "status": message.status,
         "problems": message.problems,
     }
 
 
-def _attachment(attachment: Attachment, siblings: list[Attachment]) -> dict[str, Any]:
-    parent = next((a.id for a in siblings if a.position == attachment.parent_position), None)
+def _attachments(attachments: list[Attachment]) -> list[dict[str, Any]]:
+    # One map, not a scan per attachment: a mail may carry thousands.
+    ids_by_position: dict[int | None, int] = {a.position: a.id for a in attachments}
+    return [_attachment(a, ids_by_position.get(a.parent_position)) for a in attachments]
+
+
+def _attachment(attachment: Attachment, parent: int | None) -> dict[str, Any]:
     return {
         "id": attachment.id,
         # The name a consumer may use as a file name (the one downloads
@@ -121,5 +126,5 @@ def _attachment(attachment: Attachment, siblings: list[Attachment]) -> dict[str,
         "size": attachment.size,
         "sha256": attachment.sha256,
         # The attachment (forwarded .eml or winmail.dat) this one came from.
-        "part_of": parent if attachment.parent_position is not None else None,
+        "part_of": parent,
     }
