@@ -1,10 +1,12 @@
 """PostgreSQL's search newest first: with the index over terms and time a
 list page looks at the newest week, then fortnight, month… instead of
 collecting every match, and must show exactly what the plain GIN path
-shows — every page, every filter, ties in time included."""
+shows — every page, every filter, ties in time included. On both
+databases a search's first page and its counts come from one lookup."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -23,9 +25,9 @@ from tests.factories import designate, make_user, stored_message
 WORDS = ["会議", "予算", "要求", "資料", "通知", "照会", "回答", "契約", "議事録", "防災"]
 
 
-@pytest.fixture
-def corpus(make_settings: Any, postgres_url: str) -> Iterator[Services]:
-    settings: Settings = make_settings(database_url=postgres_url)
+@contextlib.contextmanager
+def filled(make_settings: Any, url: str) -> Iterator[Services]:
+    settings: Settings = make_settings(database_url=url)
     services = build_services(settings)
     designate(services, "soumu@city.example.jp", "総務課")
     designate(services, "zaisei@city.example.jp", "財政課")
@@ -48,8 +50,36 @@ def corpus(make_settings: Any, postgres_url: str) -> Iterator[Services]:
     search.index_all(services.engine)
     with services.engine.begin() as conn:
         conn.execute(sqlalchemy.text("UPDATE messages SET status = 'registered' WHERE id % 3 = 0"))
-    yield services
-    services.close()
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def corpus(make_settings: Any, postgres_url: str) -> Iterator[Services]:
+    """On PostgreSQL, where the time index exists."""
+    with filled(make_settings, postgres_url) as services:
+        yield services
+
+
+@pytest.fixture
+def any_corpus(make_settings: Any, database_url: str) -> Iterator[Services]:
+    """On SQLite and on PostgreSQL."""
+    with filled(make_settings, database_url) as services:
+        yield services
+
+
+CASES = [
+    InboxFilter(q="会議", status=None, limit=25),
+    InboxFilter(q="会議 資料", limit=10),
+    InboxFilter(q="議", status=None, limit=50),
+    InboxFilter(q="予算要求", status="new", limit=20),
+    InboxFilter(q="防災", status="registered", limit=7),
+    InboxFilter(q="通知", status=None, date_from=dt.date(2026, 2, 2), date_to=dt.date(2026, 4, 3), limit=5),
+    InboxFilter(q="存在しない語", limit=25),
+    InboxFilter(q="会議", status=None, oldest_first=True, limit=25),
+]
 
 
 def every_page(inbox: Inbox, who: Any, wanted: InboxFilter) -> list[list[int]]:
@@ -71,16 +101,7 @@ def test_the_ordered_index_is_used_and_shows_what_gin_shows(corpus: Services, mo
     real = search.matches_since
     monkeypatch.setattr(search, "matches_since", lambda *a, **k: used.append(a[1]) or real(*a, **k))
     sato, admin = (corpus.accounts.by_username(name) for name in ("sato", "admin"))
-    cases = [
-        InboxFilter(q="会議", status=None, limit=25),
-        InboxFilter(q="会議 資料", limit=10),
-        InboxFilter(q="議", status=None, limit=50),
-        InboxFilter(q="予算要求", status="new", limit=20),
-        InboxFilter(q="防災", status="registered", limit=7),
-        InboxFilter(q="通知", status=None, date_from=dt.date(2026, 2, 2), date_to=dt.date(2026, 4, 3), limit=5),
-        InboxFilter(q="存在しない語", limit=25),
-    ]
-    for wanted in cases:
+    for wanted in CASES:
         for who in (sato, admin):
             assert every_page(ordered, who, wanted) == every_page(gin, who, wanted), (wanted, who.username)
             assert ordered.counts(who, wanted) == gin.counts(who, wanted), (wanted, who.username)
@@ -103,25 +124,33 @@ def test_mail_the_indexer_has_not_reached_is_found_too(corpus: Services) -> None
     assert page.rows[0].id == fresh
 
 
-@pytest.mark.postgresql
-def test_a_search_page_and_its_counts_look_the_words_up_once(corpus: Services, monkeypatch: Any) -> None:
-    inbox = Inbox(corpus.engine)
+def test_a_search_page_and_its_counts_are_what_page_and_counts_give(any_corpus: Services) -> None:
+    inbox = Inbox(any_corpus.engine)
+    for wanted in CASES:
+        for who in (any_corpus.accounts.by_username(name) for name in ("sato", "admin")):
+            for cap in (1000, 30):
+                first, counts = inbox.page_with_counts(who, wanted, cap)
+                assert first == inbox.page(who, wanted), (wanted, who.username, cap)
+                assert counts == inbox.counts(who, wanted, cap), (wanted, who.username, cap)
+
+
+def test_a_search_page_and_its_counts_look_the_words_up_once(any_corpus: Services, monkeypatch: Any) -> None:
+    inbox = Inbox(any_corpus.engine)
     monkeypatch.setattr(inbox, "page", lambda *a, **k: pytest.fail("the words were looked up again for the page"))
-    page, counts = inbox.page_with_counts(corpus.accounts.by_username("sato"), InboxFilter(q="会議", limit=25))
+    page, counts = inbox.page_with_counts(any_corpus.accounts.by_username("sato"), InboxFilter(q="会議", limit=25))
     assert len(page.rows) == 25 and page.next_cursor
     assert counts.of("new") > 25 and not counts.at_least
 
 
-@pytest.mark.postgresql
 def test_a_page_the_counts_search_does_not_hold_is_looked_up_but_the_counts_are_not(
-    corpus: Services, monkeypatch: Any
+    any_corpus: Services, monkeypatch: Any
 ) -> None:
     """Past a small cap the newest matches of every status hold too few
     registered ones: the page is searched for, the counts come from the first search."""
-    sato = corpus.accounts.by_username("sato")
+    sato = any_corpus.accounts.by_username("sato")
     wanted = InboxFilter(q="会議", status="registered", limit=10)
-    inbox = Inbox(corpus.engine)
-    expected = Inbox(corpus.engine, ordered_search=False).page(sato, wanted)
+    inbox = Inbox(any_corpus.engine)
+    expected = Inbox(any_corpus.engine, ordered_search=False).page(sato, wanted)
     monkeypatch.setattr(inbox, "counts", lambda *a, **k: pytest.fail("the words were looked up again for the counts"))
     page, counts = inbox.page_with_counts(sato, wanted, cap=12)
     assert page == expected and len(page.rows) == 10

@@ -87,12 +87,12 @@ class Inbox:
             any_status = dataclasses.replace(wanted, status=None)
             with Session(self.engine) as session:
                 address_ids = self._address_ids(session, scope, wanted)
-                newest = self._newest_matching(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
+                newest = self._newest_searched(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
                 if newest is not None:
                     counts = _search_counts(Counter(str(row.status) for row in newest), cap)
                     chosen = [row for row in newest if wanted.status is None or row.status == wanted.status]
                     # Past the cap, rows of this status may lie beyond what was read.
-                    if len(chosen) > wanted.limit or len(newest) <= cap:
+                    if not wanted.oldest_first and (len(chosen) > wanted.limit or len(newest) <= cap):
                         return _page_of(session, chosen[: wanted.limit + 1], wanted.limit), counts
                     return self.page(who, wanted), counts
         return self.page(who, wanted), self.counts(who, wanted, cap)
@@ -115,12 +115,9 @@ class Inbox:
 
             if wanted.q:
                 statuses = _summaries(scope).with_only_columns(Message.status)
-                newest = self._newest_matching(session, statuses, scope, address_ids, any_status, cap + 1)
+                newest = self._newest_searched(session, statuses, scope, address_ids, any_status, cap + 1)
                 if newest is not None:
                     return _search_counts(Counter(str(status) for (status,) in newest), cap)
-                found = matching(None, cap + 1)
-                grouped = session.execute(select(found.c.status, func.count()).group_by(found.c.status))
-                return _search_counts({str(status): int(n) for status, n in grouped}, cap)
             counts = {
                 status: int(session.scalar(select(func.count()).select_from(matching(status, cap + 1))) or 0)
                 for status in STATUS_LABELS
@@ -137,6 +134,28 @@ class Inbox:
             stmt = _summaries(scope).with_only_columns(Message.status).limit(cap + 1)
             found = _filtered(session, _in_addresses(stmt, scope, address_ids, plain), plain).subquery()
             return int(session.scalar(select(func.count()).select_from(found)) or 0)
+
+    def _newest_searched(
+        self,
+        session: Session,
+        stmt: Select[*tuple[Any, ...]],
+        scope: Scope,
+        address_ids: list[int],
+        wanted: InboxFilter,
+        needed: int,
+    ) -> list[Any] | None:
+        """A search's newest ``needed`` matches of ``stmt``: in widening
+        spans where PostgreSQL has the time index, else in one query (SQLite's
+        FTS5 gives every match at once; reading it once for the page and the
+        counts halves a search). None without search words."""
+        if not wanted.q:
+            return None
+        rows = self._newest_matching(session, stmt, scope, address_ids, wanted, needed)
+        if rows is not None:
+            return rows
+        query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
+        newest_first = dataclasses.replace(wanted, oldest_first=False)
+        return list(session.execute(_ordered_after(_filtered(session, query, wanted), newest_first)).all())
 
     def _newest_matching(
         self,
