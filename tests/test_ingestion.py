@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+import datetime as dt
 
-from mailintake.intake.ingest import POISON_NOTE
-from mailintake.intake.spool import Spool
+import httpx
+import sqlalchemy
+
+from mailintake.intake.ingest import POISON_NOTE, Ingester
+from mailintake.intake.spool import Envelope, Spool
 
 from .conftest import wait_for
+from .factories import designate
 from .mails import make_message, send
 
 
@@ -94,3 +98,30 @@ def test_a_forged_probe_header_does_not_hide_a_mail(service, api: httpx.Client) 
     assert item["subject"] == "隠されてはいけないメール"
     detail = api.get(f"/api/v1/messages/{item['id']}").json()
     assert any("不正なプローブ" in p for p in detail["problems"])
+
+
+def test_a_mail_spooled_again_is_stored_once_per_address(settings, services, designated: str) -> None:
+    """An MTA that lost our 250 sends the mail again: each address keeps
+    one copy, and an address that did not have it yet still gets it."""
+    other = designate(services, "zaisei@city.example.jp", "財政課").address
+    raw = make_message(subject="二度届いた通知")
+    ingester = Ingester(settings, services.engine, services.spool)
+
+    def spool_for(*rcpts: str) -> None:
+        writer = services.spool.open()
+        writer.write(raw)
+        services.spool.commit(writer, Envelope("yamada@example.co.jp", rcpts, "127.0.0.1", dt.datetime.now(dt.UTC)))
+
+    spool_for(designated)
+    assert ingester.ingest_pending() == 1
+    spool_for(designated, other)
+    spool_for(other)
+    assert ingester.ingest_pending() == 2
+    with services.engine.connect() as conn:
+        stored = conn.execute(
+            sqlalchemy.text(
+                "SELECT a.address, count(*) FROM messages m JOIN addresses a ON a.id = m.address_id GROUP BY a.address"
+            )
+        ).all()
+    assert dict(stored) == {designated: 1, other: 1}
+    assert ingester.stored_total == 2 and services.spool.pending() == []

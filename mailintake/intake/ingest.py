@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, insert, select, tuple_
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -278,14 +278,17 @@ class Ingester:
         }
         self._hold_files(session, items)
         address_ids = self._address_ids(session, {a for a, _ in wanted})
-        existing: set[tuple[int, str]] = set(
-            (address_id, sha)
-            for address_id, sha in session.execute(
+        pairs = {(address_ids[a], sha) for a, sha in wanted}
+        # Two plain INs (a superset of the pairs, narrowed here): SQLite
+        # scans the whole unique index for a row-value IN, a lookup for these.
+        existing: set[tuple[int, str]] = pairs & {
+            (int(row.address_id), str(row.raw_sha256))
+            for row in session.execute(
                 select(Message.address_id, Message.raw_sha256).where(
-                    tuple_(Message.address_id, Message.raw_sha256).in_([(address_ids[a], sha) for a, sha in wanted])
+                    Message.address_id.in_({a for a, _ in pairs}), Message.raw_sha256.in_({sha for _, sha in pairs})
                 )
             )
-        )
+        }
         stored = duplicates = 0
         rows: list[dict[str, object]] = []
         row_attachments: list[ParsedMessage] = []
