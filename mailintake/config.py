@@ -68,6 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp_timeout", 300, "Seconds a client may stay silent before it is disconnected."),
     Setting("http_host", "127.0.0.1", "Address the web/API server listens on."),
     Setting("http_port", 8000, "Port the web/API server listens on."),
+    Setting(
+        "web_processes",
+        1,
+        "Processes of `mailintake web` sharing its port; one per core lets pages use every core "
+        "(each process runs its pages in threads that share one interpreter lock).",
+    ),
     Setting("ingest_batch", 50, "Most spooled messages stored in one database transaction."),
     Setting("ingest_retry_seconds", 2.0, "Pause before retrying when the database is unavailable."),
     Setting(
@@ -234,6 +240,7 @@ class Settings:
     smtp_timeout: float
     http_host: str
     http_port: int
+    web_processes: int
     ingest_batch: int
     ingest_retry_seconds: float
     parse_time_limit: float
@@ -364,6 +371,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         smtp_timeout=_float(raw, "smtp_timeout", minimum=1),
         http_host=str(raw["http_host"]),
         http_port=_int(raw, "http_port", minimum=0),
+        web_processes=_int(raw, "web_processes", minimum=1),
         ingest_batch=_int(raw, "ingest_batch", minimum=1),
         ingest_retry_seconds=_float(raw, "ingest_retry_seconds", minimum=0.05),
         parse_time_limit=_float(raw, "parse_time_limit", minimum=0.1),

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from .intake.worker import IngestSupervisor
 from .schema import ensure_current
 from .services import Services, build_services
 from .web.app import create_app
+from .web_siblings import WebSiblings
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ async def run_service(
     web: bool = True,
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    listening: socket.socket | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given).
 
     The relay starts even when the database is down: it needs only the
     spool and the address snapshot. A database at another schema revision
     is refused (:class:`~.schema.SchemaMismatch`) before anything listens.
+    ``listening``: the web socket of a sibling process (see web_siblings).
     """
     stop = stop or _stop_on_signals()
     services = build_services(settings, create_tables=False)
@@ -70,6 +74,8 @@ async def run_service(
     web_task: asyncio.Task[None] | None = None
     server: uvicorn.Server | None = None
     pusher: tuple[threading.Thread, threading.Event] | None = None
+    siblings: WebSiblings | None = None
+    watching: asyncio.Task[None] | None = None
     try:
         if smtp:
             ingester = IngestSupervisor(settings)
@@ -77,10 +83,18 @@ async def run_service(
             await relay.start()  # recovers the spool before anything ingests it
             ingester.start()
             _announce(on_ready, f"SMTP relay on {relay.address_text}")
+        if web and listening is None and not smtp and settings.web_processes > 1:
+            listening = _bind_web(settings)
+            siblings = WebSiblings(settings, listening)
+            siblings.start()
+            watching = asyncio.create_task(siblings.watch())
         if web:
-            server, web_task = await _start_web(services)
+            server, web_task = await _start_web(services, listening)
             _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
-        if web and settings.handoff_push_dir is not None:
+        if siblings is not None:
+            _announce(on_ready, f"{settings.web_processes} web processes")
+        is_sibling = listening is not None and siblings is None
+        if web and settings.handoff_push_dir is not None and not is_sibling:
             # One pusher per installation: the web process (mailintake web or serve).
             pusher = push.start(services.engine, services.blobs, services.originals, settings.handoff_push_dir)
             _announce(on_ready, f"push mode into {settings.handoff_push_dir}")
@@ -95,14 +109,28 @@ async def run_service(
     finally:
         if pusher is not None:
             pusher[1].set()  # it stops between two packages
+        if siblings is not None:
+            siblings.request_stop()  # they finish their requests while this one does
         await _shut_down(server, web_task, relay, ingester)
+        if siblings is not None and watching is not None:
+            watching.cancel()
+            await asyncio.to_thread(siblings.wait, SHUTDOWN_GRACE_SECONDS + 2)
+            siblings.listening.close()
         if pusher is not None:
             await asyncio.to_thread(pusher[0].join, SHUTDOWN_GRACE_SECONDS)
         services.close()
     log.info("stopped")
 
 
-async def _start_web(services: Services) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+def _bind_web(settings: Settings) -> socket.socket:
+    """The web port, bound once for every web process (a bind error raises)."""
+    # (The app is given to each process's own Config; binding needs none.)
+    return uvicorn.Config(app="", host=settings.http_host, port=settings.http_port).bind_socket()
+
+
+async def _start_web(
+    services: Services, listening: socket.socket | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """The web/API server, listening when this returns (a bind error raises)."""
     settings = services.settings
     # Pages run in threads, each holding a database connection while it
@@ -123,7 +151,7 @@ async def _start_web(services: Services) -> tuple[uvicorn.Server, asyncio.Task[N
         proxy_headers=bool(settings.trusted_proxies),
     )
     server = _WebServer(config)
-    web_task = asyncio.create_task(server.serve())
+    web_task = asyncio.create_task(server.serve(sockets=[listening] if listening is not None else None))
     while not server.started and not web_task.done():
         await asyncio.sleep(0.02)
     if web_task.done():

@@ -75,7 +75,7 @@ LAYERS = (
     ("handoff", ("handoff",)),
     ("wiring", ("services",)),
     ("operations", ("operations",)),
-    ("edge", ("web", "server", "cli", "__main__")),
+    ("edge", ("web", "server", "web_siblings", "cli", "__main__")),
 )
 
 

@@ -100,13 +100,20 @@ def _port_options(smtp: bool, web: bool) -> Callable[[Callable[..., Any]], Calla
         if web:
             func = click.option("--http-host", help="Listen address for HTTP (default 127.0.0.1).")(func)
             func = click.option("--http-port", type=int, help="HTTP port (default 8000).")(func)
+        if web and not smtp:
+            func = click.option(
+                "--processes",
+                "web_processes",
+                type=int,
+                help="Web processes on the one port (default 1; one per core).",
+            )(func)
         if smtp:
             func = click.option("--smtp-host", help="Listen address for SMTP (default 127.0.0.1).")(func)
             func = click.option("--smtp-port", type=int, help="SMTP port (default 2525).")(func)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            names = ("smtp_host", "smtp_port", "http_host", "http_port")
+            names = ("smtp_host", "smtp_port", "http_host", "http_port", "web_processes")
             kwargs["_overrides"] = {n: kwargs.pop(n) for n in names if n in kwargs}
             return func(*args, **kwargs)
 
@@ -135,7 +142,7 @@ def smtp(settings: Settings) -> None:
 @_port_options(smtp=False, web=True)
 @common_options
 def web(settings: Settings) -> None:
-    """Run only the web/API server."""
+    """Run only the web/API server (web_processes of them on one port)."""
     _run(settings, smtp=False, web=True)
 
 
