@@ -15,12 +15,12 @@ afterwards the 収受番号 of every section and fiscal year must run 1…n
 without a gap, and every mail sent must have been stored.
 
 The service runs as deployed (``deploy/systemd``): ``mailintake smtp`` and
-``mailintake web`` as two processes, or with ``--layout serve`` as one
-``mailintake serve`` (the relay's event loop then shares the GIL with the
-page threads).
+``mailintake web --processes N`` (one per core unless ``--web-processes``),
+or with ``--layout serve`` as one ``mailintake serve`` (the relay's event
+loop then shares the GIL with the page threads).
 
     python -m bench.web_load [--count 1000000] [--database sqlite|postgresql|both] [--seconds 60]
-                             [--layout units|serve]
+                             [--layout units|serve] [--web-processes N]
 """
 
 from __future__ import annotations
@@ -71,11 +71,12 @@ def send_steadily(port: int, stop: threading.Event, sent: list[int]) -> None:
 
 
 def start_service(
-    layout: str, data_dir: Path, url: str, http_port: int, smtp_port: int
+    layout: str, data_dir: Path, url: str, http_port: int, smtp_port: int, web_processes: int = 1
 ) -> list[subprocess.Popen[bytes]]:
     env = dict(os.environ, MAILINTAKE_DATABASE_URL=url, MAILINTAKE_LOG_LEVEL="WARNING")
     ports = {"serve": ["--http-port", str(http_port), "--smtp-port", str(smtp_port)],
-             "web": ["--http-port", str(http_port)], "smtp": ["--smtp-port", str(smtp_port)]}  # fmt: skip
+             "web": ["--http-port", str(http_port), "--processes", str(web_processes)],
+             "smtp": ["--smtp-port", str(smtp_port)]}  # fmt: skip
     commands = ["serve"] if layout == "serve" else ["smtp", "web"]
     return [
         subprocess.Popen(
@@ -85,11 +86,11 @@ def start_service(
     ]
 
 
-def run_one(database: str, count: int, seconds: int, layout: str = "units") -> dict[str, Any]:
+def run_one(database: str, count: int, seconds: int, layout: str = "units", web_processes: int = 1) -> dict[str, Any]:
     with prepared(database, count) as (data_dir, url, timings):
         add_users(data_dir, url, {f"clerk{i:02d}": [f"第{i % CLERK_SECTIONS:02d}課"] for i in range(CLERKS)})
         http_port, smtp_port = free_port(), free_port()
-        servers = start_service(layout, data_dir, url, http_port, smtp_port)
+        servers = start_service(layout, data_dir, url, http_port, smtp_port, web_processes)
         try:
             wait_port(http_port)
             wait_port(smtp_port)
@@ -111,7 +112,8 @@ def run_one(database: str, count: int, seconds: int, layout: str = "units") -> d
             stop.set()
             sender.join(30)
             result: dict[str, Any] = {
-                "database": database, "layout": layout, "messages": count, "clerks": CLERKS, **timings,
+                "database": database, "layout": layout, "web_processes": web_processes if layout == "units" else 1,
+                "messages": count, "clerks": CLERKS, **timings,
             }  # fmt: skip
             result.update(summarise(stats))
             result["mail_sent_during_load"] = len(sent)
@@ -176,11 +178,14 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--layout", choices=("units", "serve"), default="units")
+    parser.add_argument(
+        "--web-processes", type=int, default=os.cpu_count() or 1, help="of mailintake web (default: one per core)"
+    )
     args = parser.parse_args()
     databases = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
     for database in databases:
         print(f"{database}: {args.count:,} messages, {CLERKS} clerks", file=sys.stderr)
-        result = run_one(database, args.count, args.seconds, args.layout)
+        result = run_one(database, args.count, args.seconds, args.layout, args.web_processes)
         print(json.dumps(result, ensure_ascii=False), flush=True)
 
 
