@@ -145,9 +145,9 @@ class Inbox:
         needed: int,
     ) -> list[Any] | None:
         """A search's newest ``needed`` matches of ``stmt``: in widening
-        spans where PostgreSQL has the time index, else in one query (SQLite's
-        FTS5 gives every match at once; reading it once for the page and the
-        counts halves a search). None without search words."""
+        spans (SQLite; PostgreSQL with its time index), else in one query
+        (the plain GIN path). The page and the counts read them once. None
+        without search words."""
         if not wanted.q:
             return None
         rows = self._newest_matching(session, stmt, scope, address_ids, wanted, needed)
@@ -166,7 +166,7 @@ class Inbox:
         wanted: InboxFilter,
         needed: int,
     ) -> list[Any] | None:
-        """A search newest first on PostgreSQL: the matches of the newest
+        """A search newest first: the matches of the newest
         week (before the cursor), then wider spans (as far as the rows found
         so far suggest, at least twice as wide), until ``needed``
         rows pass the other filters or the span reaches the oldest mail.
@@ -174,8 +174,8 @@ class Inbox:
         everything would give. None where there is no time index, or for the
         oldest-first order."""
         conn = session.connection()
-        # Decided before any query: SQLite and PostgreSQL without the index
-        # pay nothing for this path.
+        # Decided before any query: PostgreSQL without the index pays
+        # nothing for this path.
         if not wanted.q or wanted.oldest_first or not self.ordered_search or not search.query_runs(wanted.q):
             return None
         if not search.time_index(conn):
@@ -197,7 +197,7 @@ class Inbox:
         span = FIRST_WINDOW
         while True:
             since = max(newest - span, floor)
-            found = search.matches_since(wanted.q, since, top, restricted)
+            found = search.matches_since(conn.dialect.name, wanted.q, since, top, restricted)
             query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
             query = _filtered(session, query, others).where(
                 or_(Message.id.in_(select(found.c.message_id)), fresh), Message.received_at >= since

@@ -37,7 +37,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, bindparam, or_, text
+from sqlalchemy import Connection, Engine, Integer, bindparam, column, or_, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -262,15 +262,16 @@ def _fts5_string(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-# -- PostgreSQL: newest matches first, by time window -------------------------------
+# -- Newest matches first, by time window ----------------------------------------
 
 TIME_INDEX = "ix_message_search_terms_time"
 
 
 def time_index(conn: Connection) -> bool:
-    """Whether searches here can look at the newest mail first."""
-    if conn.dialect.name != "postgresql":
-        return False
+    """Whether searches here can look at the newest mail first: on SQLite
+    always (FTS5 seeks by id), on PostgreSQL with the time index."""
+    if conn.dialect.name == "sqlite":
+        return True
     return (
         conn.execute(
             text("SELECT 1 FROM pg_indexes WHERE indexname = :index AND schemaname = current_schema()"),
@@ -311,12 +312,18 @@ def create_time_index(conn: Connection, with_address: bool = True) -> bool:
 
 
 def matches_since(
-    query: str, since: dt.datetime, before: dt.datetime | None = None, address_ids: list[int] | None = None
+    dialect: str,
+    query: str,
+    since: dt.datetime,
+    before: dt.datetime | None = None,
+    address_ids: list[int] | None = None,
 ) -> Any:
     """The indexed matches of ``query`` received from ``since`` (and up to
     ``before``; at ``address_ids`` when given), as a CTE of ``message_id``
     for a list query to join. The caller has seen :func:`time_index` and
     searchable characters."""
+    if dialect == "sqlite":
+        return _fts5_matches_since(query, since)
     tsquery, params = _tsquery(query_runs(query))
     bounds = " AND received_at >= :since"
     params["since"] = _naive_utc(since)
@@ -331,6 +338,25 @@ def matches_since(
         text(f"SELECT message_id FROM message_search WHERE terms @@ ({tsquery}){bounds}")
         .bindparams(*binds, **params)
         .columns(message_id=Integer)
+        .cte("matches_since")
+    )
+
+
+def _fts5_matches_since(query: str, since: dt.datetime) -> Any:
+    """FTS5 knows no time, only ids: its matches from the lowest id of the
+    mail received since ``since`` (a superset; the list query applies time
+    and addresses). Ids follow arrival, so that is a short tail of each
+    term's list instead of all of it."""
+    expression = " AND ".join(_fts5_term(run) for run in query_runs(query))
+    # The time index's range, not the whole table in id order (the planner's choice for min).
+    lowest = text(
+        "message_search.rowid >= (SELECT min(id) FROM messages INDEXED BY ix_messages_received"
+        " WHERE received_at >= :since)"
+    ).bindparams(bindparam("since", since, type_=Message.__table__.c.received_at.type))
+    fts = table("message_search", column("rowid", Integer))
+    return (
+        select(fts.c.rowid.label("message_id"))
+        .where(text("message_search MATCH :fts").bindparams(fts=expression), lowest)
         .cte("matches_since")
     )
 
