@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
-import signal
 import socket
 import subprocess
 import sys
 import time
 
+from .children import spawn, start_as_child
 from .config import Settings
 
 log = logging.getLogger(__name__)
 
-TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 # Seconds a sibling may take to start before a second death counts as a loop.
 _RESTART_PAUSE = 1.0
 
@@ -47,25 +45,8 @@ class WebSiblings:
         self._processes = [self._spawn() for _ in range(self.settings.web_processes - 1)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        ends = (self.listening.fileno(), self._stop_r)
-        # Blocked across fork and exec: a signal to the group during the
-        # sibling's start-up cannot kill it before it ignores them.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "mailintake.web_siblings", *map(str, ends)],
-                stdin=subprocess.PIPE,
-                pass_fds=ends,
-            )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        assert process.stdin is not None
-        with process.stdin:
-            try:
-                pickle.dump(self.settings, process.stdin)
-            except BrokenPipeError:
-                pass  # died at once: watch() starts it again
-        return process
+        # If it dies at once, watch() starts it again.
+        return spawn("mailintake.web_siblings", (self.listening.fileno(), self._stop_r), self.settings)
 
     async def watch(self) -> None:
         """Start again any sibling that died, until stopped."""
@@ -99,14 +80,9 @@ class WebSiblings:
 
 
 def sibling_main(argv: list[str]) -> None:
-    # Started with these signals blocked (see _spawn): from here on they are
-    # ignored, so only the first process stops this one.
-    for signum in TERMINAL_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    settings = start_as_child()  # only the first process stops this one
     listening = socket.socket(fileno=int(argv[0]))
     stop_fd = int(argv[1])
-    settings: Settings = pickle.load(sys.stdin.buffer)
 
     from .logs import configure_logging
 

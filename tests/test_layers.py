@@ -66,6 +66,7 @@ LAYERS = (
             "texts",
             "leases",
             "migrations",
+            "children",
         ),
     ),
     ("mail", ("mail",)),

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import resource
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 
+from ..children import spawn, start_as_child
 from ..config import Settings
 from .spool import Spool
 
@@ -42,8 +41,6 @@ log = logging.getLogger(__name__)
 # taking the machine down.
 ADDRESS_SPACE_LIMIT_BYTES = 4 * 1024**3
 _LOCK_HELD_EXIT = 3
-
-TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 # -- the worker ----------------------------------------------------------------------
@@ -82,13 +79,9 @@ def _limit_memory() -> None:
 
 
 def worker_main(argv: list[str]) -> None:
-    # Started with these signals blocked (see _spawn): from here on they are
-    # ignored, so Ctrl-C or `kill -TERM -PGID` reaches only the supervisor.
-    for signum in TERMINAL_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    # Ctrl-C or `kill -TERM -PGID` reaches only the supervisor.
+    settings = start_as_child()
     pipes = _Pipes(*(int(fd) for fd in argv))
-    settings: Settings = pickle.load(sys.stdin.buffer)
 
     # Only what ingestion needs: no web, accounts or registry code in this
     # process (its memory is the idle cost of every installation).
@@ -179,24 +172,7 @@ class IngestSupervisor:
     def _spawn(self) -> None:
         self._parsing_since, self._parsing_id, self._pending = 0.0, "", b""
         ends = (self._wake_r, self._stop_r, self._progress_w)
-        # Blocked across fork and exec, so a signal to the process group
-        # during the worker's start-up cannot kill it before it ignores them.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "mailintake.intake.worker", *map(str, ends)],
-                stdin=subprocess.PIPE,
-                pass_fds=ends,
-            )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        assert process.stdin is not None
-        with process.stdin:
-            try:
-                pickle.dump(self.settings, process.stdin)
-            except BrokenPipeError:
-                pass  # it died at once; _watch sees to it
-        self._process = process
+        self._process = spawn("mailintake.intake.worker", ends, self.settings)  # if it dies at once, _watch sees to it
 
     def _read_progress(self) -> None:
         try:
