@@ -228,6 +228,10 @@ class TestUpgradeFromThePreviousRelease:
         assert schema.status(engine).state is schema.State.CURRENT
         assert snapshot(engine, words, columns) == before
         assert address_sections(engine) == sections_before  # 0006: names became ids
+        if engine.dialect.name == "sqlite":  # 0015: the first characters' index
+            with engine.connect() as conn:
+                created = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'message_search'"))
+            assert "prefix = '1'" in created
         if engine.dialect.name == "postgresql":  # 0011: each indexed mail's address, inside the time index
             with engine.connect() as conn:
                 mismatched = conn.scalar(
