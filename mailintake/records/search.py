@@ -10,7 +10,9 @@ finds カタカナ and 〜 finds ～.
 
 SQLite: an FTS5 table with the unicode61 tokenizer over our bigram terms
 (FTS5's own trigram tokenizer needs three characters, and SQLite 3.40's LIKE
-on it is broken); a one-character query is a prefix query. PostgreSQL: a
+on it is broken); a one-character query is a prefix query, read from FTS5's
+index of first characters (``prefix = '1'``), and a list page asks FTS5 only
+for the ids from the lowest one received in its time span. PostgreSQL: a
 ``tsvector`` column with a GIN index in the 'simple' configuration (pg_trgm
 cannot index two-character words); each character of the text is also a
 lexeme of its own, without a position, so a one-character query is one
