@@ -23,6 +23,18 @@ class _Wake(FileSystemEventHandler):
         self.wake.set()
 
 
+class _StopRace(logging.Filter):
+    """watchdog logs an error when an inotify event is read while its
+    thread is being stopped: at our stop that is expected (the files stay
+    in the outbox for the next scan), not a fault for the journal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+_INOTIFY_LOG = logging.getLogger("watchdog.observers.inotify")
+
+
 class OutboxWatcher:
     def __init__(self, folders: list[Path], wake: threading.Event) -> None:
         self.observer: Any = Observer()
@@ -37,5 +49,10 @@ class OutboxWatcher:
         self.observer.start()
 
     def stop(self) -> None:
-        self.observer.stop()
-        self.observer.join(10)
+        stopping = _StopRace()
+        _INOTIFY_LOG.addFilter(stopping)
+        try:
+            self.observer.stop()
+            self.observer.join(10)
+        finally:
+            _INOTIFY_LOG.removeFilter(stopping)

@@ -1,5 +1,6 @@
 """Exactly once across kill -9: 1,000 files to 4 destinations, the engine
-killed twice mid-delivery; no final name ever shows a partial file."""
+killed twice mid-delivery; no final name ever shows a partial file. And a
+SIGTERM right after deliveries stops it cleanly, with nothing in its log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from filelink import permissions
@@ -101,3 +103,26 @@ def test_kill_9_during_delivery_leaves_each_file_exactly_once_in_every_destinati
         assert journal.unfinished() == []
     finally:
         journal.close()
+
+
+def test_a_stop_right_after_deliveries_is_clean(tmp_path: Path, acl_tools: None) -> None:
+    """SIGTERM while the watcher still has events: exit 0, no error in the log."""
+    config = tree_config(tmp_path)
+    permissions.apply(config)
+    config_path = write_config(config_data(config), tmp_path / "filelink.toml")
+    route = config.routes[0]
+    outbox, inbox = config.outbox(route), config.inbox(route, DESTINATIONS[0])
+    log = tmp_path / "engine.log"
+    for round_ in range(3):
+        engine = _start(config_path, log)
+        wait_for(lambda: log.exists(), 10)
+        time.sleep(1.0)  # the watcher is up
+        for i in range(30):
+            name = f"STOP_{round_}_{i:02d}.csv"
+            (outbox / f".{name}.tmp").write_bytes(b"x")
+            os.rename(outbox / f".{name}.tmp", outbox / name)
+            time.sleep(0.02)
+        wait_for(lambda r=round_: (inbox / f"STOP_{r}_29.csv").exists(), 30)
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(20) == 0
+    assert "ERROR" not in log.read_text(errors="replace"), log.read_text(errors="replace")
