@@ -75,7 +75,6 @@ async def run_service(
     server: uvicorn.Server | None = None
     pusher: tuple[threading.Thread, threading.Event] | None = None
     siblings: WebSiblings | None = None
-    watching: asyncio.Task[None] | None = None
     try:
         if smtp:
             ingester = IngestSupervisor(settings)
@@ -84,17 +83,14 @@ async def run_service(
             ingester.start()
             _announce(on_ready, f"SMTP relay on {relay.address_text}")
         if web and listening is None and not smtp and settings.web_processes > 1:
-            listening = _bind_web(settings)
-            siblings = WebSiblings(settings, listening)
-            siblings.start()
-            watching = asyncio.create_task(siblings.watch())
+            siblings = WebSiblings.start(settings)
+            listening = siblings.listening
         if web:
             server, web_task = await _start_web(services, listening)
             _announce(on_ready, f"web/API on http://{settings.http_host}:{settings.http_port}/")
         if siblings is not None:
             _announce(on_ready, f"{settings.web_processes} web processes")
-        is_sibling = listening is not None and siblings is None
-        if web and settings.handoff_push_dir is not None and not is_sibling:
+        if web and settings.handoff_push_dir is not None:
             # One pusher per installation: the web process (mailintake web or serve).
             pusher = push.start(services.engine, services.blobs, services.originals, settings.handoff_push_dir)
             _announce(on_ready, f"push mode into {settings.handoff_push_dir}")
@@ -112,20 +108,12 @@ async def run_service(
         if siblings is not None:
             siblings.request_stop()  # they finish their requests while this one does
         await _shut_down(server, web_task, relay, ingester)
-        if siblings is not None and watching is not None:
-            watching.cancel()
+        if siblings is not None:
             await asyncio.to_thread(siblings.wait, SHUTDOWN_GRACE_SECONDS + 2)
-            siblings.listening.close()
         if pusher is not None:
             await asyncio.to_thread(pusher[0].join, SHUTDOWN_GRACE_SECONDS)
         services.close()
     log.info("stopped")
-
-
-def _bind_web(settings: Settings) -> socket.socket:
-    """The web port, bound once for every web process (a bind error raises)."""
-    # (The app is given to each process's own Config; binding needs none.)
-    return uvicorn.Config(app="", host=settings.http_host, port=settings.http_port).bind_socket()
 
 
 async def _start_web(

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+import uvicorn
+
 from .children import spawn, start_as_child
 from .config import Settings
 
@@ -39,16 +41,25 @@ class WebSiblings:
         self._stop_r, self._stop_w = os.pipe()
         self._processes: list[subprocess.Popen[bytes]] = []
         self._stopping = False
+        self._watching: asyncio.Task[None] | None = None
         self.restarts = 0
 
-    def start(self) -> None:
-        self._processes = [self._spawn() for _ in range(self.settings.web_processes - 1)]
+    @classmethod
+    def start(cls, settings: Settings) -> WebSiblings:
+        """Bind the web port (a bind error raises), start the others on it
+        and watch them; call from the first process's event loop."""
+        # Binding needs no app: each process gives its own to uvicorn.
+        listening = uvicorn.Config(app="", host=settings.http_host, port=settings.http_port).bind_socket()
+        siblings = cls(settings, listening)
+        siblings._processes = [siblings._spawn() for _ in range(settings.web_processes - 1)]
+        siblings._watching = asyncio.create_task(siblings._watch())
+        return siblings
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        # If it dies at once, watch() starts it again.
+        # If it dies at once, _watch() starts it again.
         return spawn("mailintake.web_siblings", (self.listening.fileno(), self._stop_r), self.settings)
 
-    async def watch(self) -> None:
+    async def _watch(self) -> None:
         """Start again any sibling that died, until stopped."""
         while not self._stopping:
             await asyncio.sleep(_RESTART_PAUSE)
@@ -60,6 +71,8 @@ class WebSiblings:
 
     def request_stop(self) -> None:
         self._stopping = True
+        if self._watching is not None:
+            self._watching.cancel()
         try:
             os.write(self._stop_w, b"S")
         except OSError:
@@ -77,10 +90,12 @@ class WebSiblings:
                 process.wait()
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
+        self.listening.close()
 
 
 def sibling_main(argv: list[str]) -> None:
-    settings = start_as_child()  # only the first process stops this one
+    # Only the first process stops this one; and only it pushes to the document system.
+    settings = start_as_child().replace(handoff_push_dir=None)
     listening = socket.socket(fileno=int(argv[0]))
     stop_fd = int(argv[1])
 

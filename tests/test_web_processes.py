@@ -24,12 +24,12 @@ from .test_shutdown import STOP_LIMIT_SECONDS, children
 
 
 class WebProcesses:
-    def __init__(self, settings: Settings, processes: int, log_path: Path) -> None:
+    def __init__(self, settings: Settings, processes: int, log_path: Path, **environ: str) -> None:
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailintake", "web", "--data-dir", str(settings.data_dir),
                  "--http-port", str(settings.http_port), "--processes", str(processes)],
-                env=dict(os.environ, MAILINTAKE_DATABASE_URL=settings.database_url, MAILINTAKE_LOG_LEVEL="WARNING"),
+                env={"MAILINTAKE_LOG_LEVEL": "WARNING", **os.environ, "MAILINTAKE_DATABASE_URL": settings.database_url, **environ},
                 stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
         self.port = settings.http_port
@@ -73,8 +73,8 @@ def _alive(pid: int) -> bool:
 def web_processes(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[Callable[[int], WebProcesses]]:
     started: list[WebProcesses] = []
 
-    def start(processes: int) -> WebProcesses:
-        started.append(WebProcesses(make_settings(), processes, tmp_path / "web.log"))
+    def start(processes: int, **environ: str) -> WebProcesses:
+        started.append(WebProcesses(make_settings(), processes, tmp_path / "web.log", **environ))
         return started[-1]
 
     yield start
@@ -125,3 +125,12 @@ def test_the_siblings_end_when_the_first_process_is_killed(web_processes) -> Non
     web.proc.wait(10)
     wait_for(lambda: not any(_alive(pid) for pid in siblings), STOP_LIMIT_SECONDS)
     assert not _port_open(web.port)
+
+
+def test_only_the_first_process_pushes_registrations(web_processes, tmp_path: Path) -> None:
+    """Push mode hands each registration to the document system once: one pusher, not one per process."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    web = web_processes(3, MAILINTAKE_HANDOFF_PUSH_DIR=str(outbox), MAILINTAKE_LOG_LEVEL="INFO")
+    wait_for(lambda: web.log_path.read_text(errors="replace").count("data in") == 3, 15)
+    assert web.log_path.read_text(errors="replace").count("push mode into") == 1

@@ -68,11 +68,7 @@ class Inbox:
         scope = who if isinstance(who, Scope) else Scope.of(who)
         with Session(self.engine) as session:
             address_ids = self._address_ids(session, scope, wanted)
-            listed = self._newest_matching(session, _summaries(scope), scope, address_ids, wanted, wanted.limit + 1)
-            if listed is None:
-                stmt = _summaries(scope).limit(wanted.limit + 1)
-                stmt = _in_addresses(stmt, scope, address_ids, wanted)
-                listed = list(session.execute(_ordered_after(_filtered(session, stmt, wanted), wanted)).all())
+            listed = self._listed(session, _summaries(scope), scope, address_ids, wanted, wanted.limit + 1)
             return _page_of(session, listed, wanted.limit)
 
     def page_with_counts(
@@ -82,19 +78,18 @@ class Inbox:
         newest first, is taken from the counts' own search (its newest
         ``cap`` + 1 matches of every status) whenever those hold the page:
         the words are looked up once, not twice."""
-        if wanted.q and not wanted.cursor:
+        if wanted.q and not wanted.cursor and not wanted.oldest_first:
             scope = who if isinstance(who, Scope) else Scope.of(who)
             any_status = dataclasses.replace(wanted, status=None)
             with Session(self.engine) as session:
                 address_ids = self._address_ids(session, scope, wanted)
-                newest = self._newest_searched(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
-                if newest is not None:
-                    counts = _search_counts(Counter(str(row.status) for row in newest), cap)
-                    chosen = [row for row in newest if wanted.status is None or row.status == wanted.status]
-                    # Past the cap, rows of this status may lie beyond what was read.
-                    if not wanted.oldest_first and (len(chosen) > wanted.limit or len(newest) <= cap):
-                        return _page_of(session, chosen[: wanted.limit + 1], wanted.limit), counts
-                    return self.page(who, wanted), counts
+                newest = self._listed(session, _summaries(scope), scope, address_ids, any_status, cap + 1)
+                counts = _search_counts(Counter(str(row.status) for row in newest), cap)
+                chosen = [row for row in newest if wanted.status is None or row.status == wanted.status]
+                # Past the cap, rows of this status may lie beyond what was read.
+                if len(chosen) > wanted.limit or len(newest) <= cap:
+                    return _page_of(session, chosen[: wanted.limit + 1], wanted.limit), counts
+                return self.page(who, wanted), counts
         return self.page(who, wanted), self.counts(who, wanted, cap)
 
     def counts(self, who: UserInfo | Scope, wanted: InboxFilter, cap: int = COUNT_CAP) -> StatusCounts:
@@ -115,9 +110,9 @@ class Inbox:
 
             if wanted.q:
                 statuses = _summaries(scope).with_only_columns(Message.status)
-                newest = self._newest_searched(session, statuses, scope, address_ids, any_status, cap + 1)
-                if newest is not None:
-                    return _search_counts(Counter(str(status) for (status,) in newest), cap)
+                newest_first = dataclasses.replace(any_status, oldest_first=False)
+                newest = self._listed(session, statuses, scope, address_ids, newest_first, cap + 1)
+                return _search_counts(Counter(str(status) for (status,) in newest), cap)
             counts = {
                 status: int(session.scalar(select(func.count()).select_from(matching(status, cap + 1))) or 0)
                 for status in STATUS_LABELS
@@ -135,7 +130,7 @@ class Inbox:
             found = _filtered(session, _in_addresses(stmt, scope, address_ids, plain), plain).subquery()
             return int(session.scalar(select(func.count()).select_from(found)) or 0)
 
-    def _newest_searched(
+    def _listed(
         self,
         session: Session,
         stmt: Select[*tuple[Any, ...]],
@@ -143,43 +138,28 @@ class Inbox:
         address_ids: list[int],
         wanted: InboxFilter,
         needed: int,
-    ) -> list[Any] | None:
-        """A search's newest ``needed`` matches of ``stmt``: in widening
-        spans (SQLite; PostgreSQL with its time index), else in one query
-        (the plain GIN path). The page and the counts read them once. None
-        without search words."""
-        if not wanted.q:
-            return None
-        rows = self._newest_matching(session, stmt, scope, address_ids, wanted, needed)
-        if rows is not None:
-            return rows
-        query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
-        newest_first = dataclasses.replace(wanted, oldest_first=False)
-        return list(session.execute(_ordered_after(_filtered(session, query, wanted), newest_first)).all())
-
-    def _newest_matching(
-        self,
-        session: Session,
-        stmt: Select[*tuple[Any, ...]],
-        scope: Scope,
-        address_ids: list[int],
-        wanted: InboxFilter,
-        needed: int,
-    ) -> list[Any] | None:
-        """A search newest first: the matches of the newest
-        week (before the cursor), then wider spans (as far as the rows found
-        so far suggest, at least twice as wide), until ``needed``
-        rows pass the other filters or the span reaches the oldest mail.
-        Rows inside a span are all there, so the page is what searching
-        everything would give. None where there is no time index, or for the
-        oldest-first order."""
+    ) -> list[Any]:
+        """The first ``needed`` rows of ``stmt`` under ``wanted``, in its
+        order. A search newest first (SQLite; PostgreSQL with its time
+        index) looks at the matches of the newest week (before the cursor),
+        then wider spans (as far as the rows found so far suggest, at least
+        twice as wide), until ``needed`` rows pass the other filters or the
+        span reaches the oldest mail. Rows inside a span are all there, so
+        the page is what searching everything would give. Anything else is
+        one query."""
         conn = session.connection()
         # Decided before any query: PostgreSQL without the index pays
-        # nothing for this path.
-        if not wanted.q or wanted.oldest_first or not self.ordered_search or not search.query_runs(wanted.q):
-            return None
-        if not search.time_index(conn):
-            return None
+        # nothing for the spans.
+        in_spans = (
+            wanted.q
+            and not wanted.oldest_first
+            and self.ordered_search
+            and search.query_runs(wanted.q)
+            and search.time_index(conn)
+        )
+        if not in_spans:
+            query = _in_addresses(stmt.limit(needed), scope, address_ids, wanted)
+            return list(session.execute(_ordered_after(_filtered(session, query, wanted), wanted)).all())
         top = decode_cursor(wanted.cursor)[0] if wanted.cursor else None
         if wanted.date_to:
             end = _jst_midnight(wanted.date_to + dt.timedelta(days=1)) - dt.timedelta(microseconds=1)
